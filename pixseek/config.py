@@ -1,0 +1,48 @@
+"""Settings shared by the CLI, the API and library use.
+
+Every value can come from an environment variable (``PIXSEEK_DATA_DIR``, ``PIXSEEK_DATABASE_URL``,
+``PIXSEEK_MODEL``...) so that a server, a container and a shell agree without repeating flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+DEFAULT_MODEL = "clip"
+
+
+def default_data_dir() -> Path:
+    """XDG data directory, so the index survives like any other user data (not in a cache dir)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pixseek"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIXSEEK_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data directory"
+    )
+    collection: str = "default"
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    precision: Precision = "auto"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    decode_workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'pixseek.db'}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"

@@ -1,0 +1,9 @@
+"""Errors a user can act on: the CLI prints them as one line, the API maps them to 4xx."""
+
+
+class PixseekError(RuntimeError):
+    """Base of every error whose message is meant for the user, not a traceback."""
+
+
+class NotFoundError(PixseekError):
+    """A collection, image or path the request names does not exist."""

@@ -1,0 +1,292 @@
+"""Incremental indexing: walk, skip what is unchanged, reuse vectors of moved files, embed the rest.
+
+Reading, hashing, decoding and preprocessing run in a thread pool that stays a few batches ahead of
+the model (Pillow and numpy release the GIL), so on a photo folder the model is the bottleneck. Each
+batch is one SQL transaction followed by the matching FAISS update: an interrupted run loses at most
+the batch in flight, and the next run skips everything already committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pixseek.embedding import Encoder
+from pixseek.indexer.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
+from pixseek.indexer.walker import FileEntry, walk_images
+from pixseek.store.models import STATUS_FAILED
+from pixseek.store.repository import ChangeBatch, CollectionInfo, FileFacts, KnownFile, Store
+from pixseek.store.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class IndexReport:
+    scanned: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    moved: int = 0
+    copied: int = 0
+    removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A worker's verdict on one file: ready pixels, a stored vector to reuse, or a failure."""
+
+    entry: FileEntry
+    facts: FileFacts
+    pixels: np.ndarray | None = None
+    reuse_candidates: tuple[tuple[int, str], ...] = ()
+    error: str | None = None
+    vanished: bool = False
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _facts(entry: FileEntry, digest: str | None, decoded=None) -> FileFacts:
+    base = {"path": str(entry.path), "size": entry.size, "mtime_ns": entry.mtime_ns, "content_hash": digest}
+    if decoded is not None:
+        meta = decoded.metadata
+        base.update(
+            format=meta.format,
+            width=meta.width,
+            height=meta.height,
+            taken_at=meta.taken_at,
+            camera=meta.camera,
+            orientation=meta.orientation,
+            gps_lat=meta.gps_lat,
+            gps_lon=meta.gps_lon,
+        )
+    return FileFacts(**base)
+
+
+class Indexer:
+    def __init__(
+        self,
+        store: Store,
+        collection: CollectionInfo,
+        vectors: VectorIndex,
+        encoder: Encoder,
+        *,
+        batch_size: int = 32,
+        workers: int = 2,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        save_vectors: Callable[[], None] = lambda: None,
+        save_every_seconds: float = 300.0,
+    ):
+        self.store = store
+        self.collection = collection
+        self.vectors = vectors
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.workers = workers
+        self.max_pixels = max_pixels
+        self.save_vectors = save_vectors
+        self.save_every_seconds = save_every_seconds
+
+    # ---- worker side -------------------------------------------------------------------------
+    def _prepare(self, entry: FileEntry) -> _Prepared:
+        try:
+            data = entry.path.read_bytes()
+        except FileNotFoundError:
+            return _Prepared(entry, _facts(entry, None), vanished=True)
+        except OSError as error:
+            return _Prepared(entry, _facts(entry, None), error=f"unreadable: {error.strerror or error}")
+        digest = content_hash(data)
+        candidates = self.store.indexed_by_hash(self.collection.id, [digest]).get(digest)
+        if candidates:
+            return _Prepared(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
+        try:
+            decoded = decode_image(data, min_side=self.encoder.image_min_side, max_pixels=self.max_pixels)
+            pixels = self.encoder.preprocess_image(decoded.image)
+        except DecodeError as error:
+            return _Prepared(entry, _facts(entry, digest), error=error.reason)
+        except Exception as error:  # a processor bug on one odd image must not stop the run
+            log.exception("preprocessing %s failed", entry.path)
+            return _Prepared(entry, _facts(entry, digest), error=f"preprocessing failed: {error}")
+        return _Prepared(entry, _facts(entry, digest, decoded), pixels=pixels)
+
+    def _prepared_stream(self, pool: ThreadPoolExecutor, entries: Sequence[FileEntry]) -> Iterator[_Prepared]:
+        """Results in input order, with a bounded number of files in flight (a few batches ahead)."""
+        ahead = max(self.batch_size * 3, self.workers * 4)
+        pending: deque[Future[_Prepared]] = deque()
+        source = iter(entries)
+        try:
+            for entry in source:
+                pending.append(pool.submit(self._prepare, entry))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+    # ---- main side ---------------------------------------------------------------------------
+    def run(
+        self,
+        roots: Sequence[Path],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        include_hidden: bool = False,
+        sweep: bool = True,
+        retry_failed: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        started = time.perf_counter()
+        report = IndexReport()
+        roots = [Path(os.path.abspath(root)) for root in roots]
+        entries = list(walk_images(roots, include=include, exclude=exclude, include_hidden=include_hidden))
+        known = self.store.known_files(self.collection.id, [str(root) for root in roots])
+        report.scanned = len(entries)
+        todo: list[FileEntry] = []
+        for entry in entries:
+            row = known.get(str(entry.path))
+            unchanged = row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns
+            if unchanged and not (retry_failed and row.status == STATUS_FAILED):
+                report.unchanged += 1
+            else:
+                todo.append(entry)
+        if progress:
+            progress(report.unchanged, len(entries))
+        run = _Run(self, known, report, progress, len(entries))
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-decode") as pool:
+                for prepared in self._prepared_stream(pool, todo):
+                    run.take(prepared)
+                run.flush()
+            if sweep:
+                walked = {str(entry.path) for entry in entries}
+                run.sweep(path for path in known if path not in walked)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            raise
+        finally:
+            self.save_vectors()
+            report.seconds = time.perf_counter() - started
+        return report
+
+
+class _Run:
+    """State of one indexing run: the batch being filled and the moves already made."""
+
+    def __init__(
+        self, indexer: Indexer, known: dict[str, KnownFile], report: IndexReport, progress, total: int
+    ):
+        self.indexer = indexer
+        self.known = known
+        self.report = report
+        self.progress = progress
+        self.total = total
+        self.done = report.unchanged
+        self.batch = ChangeBatch()
+        self.pixels: list[np.ndarray] = []
+        self.facts: list[FileFacts] = []
+        self.moved_ids: set[int] = set()
+        self.last_save = time.monotonic()
+
+    def take(self, prepared: _Prepared) -> None:
+        facts = prepared.facts
+        old = self.known.get(facts.path)
+        if prepared.vanished:
+            self._advance()
+            return
+        if old is not None and not self._is_own_row(prepared, old):
+            self.batch.deleted.append(old.id)  # content changed: the new vector gets a new id
+        if prepared.error is not None:
+            self.batch.failed.append((facts, prepared.error))
+            self.report.failed.append((facts.path, prepared.error))
+        elif prepared.reuse_candidates:
+            self._reuse(prepared)
+        else:
+            self.pixels.append(prepared.pixels)
+            self.facts.append(facts)
+        self._advance()
+        if (
+            len(self.pixels) >= self.indexer.batch_size
+            or len(self.batch.moved) + len(self.batch.failed) >= 500
+        ):
+            self.flush()
+
+    def _is_own_row(self, prepared: _Prepared, old: KnownFile) -> bool:
+        return any(image_id == old.id for image_id, _ in prepared.reuse_candidates)
+
+    def _reuse(self, prepared: _Prepared) -> None:
+        """Same content as an indexed image: move its row if its file is gone, else copy its vector."""
+        facts = prepared.facts
+        for image_id, path in prepared.reuse_candidates:
+            if image_id in self.moved_ids:
+                continue
+            if path == facts.path or not os.path.lexists(path):
+                self.moved_ids.add(image_id)
+                self.batch.moved.append((image_id, facts))
+                if path != facts.path:
+                    self.report.moved += 1
+                return
+        source_id = prepared.reuse_candidates[0][0]
+        _, vectors = self.indexer.store.embeddings([source_id], self.indexer.collection.dim)
+        if len(vectors) == 0:  # removed by a concurrent writer; the next run embeds the file
+            reason = f"indexed copy {source_id} disappeared during indexing; run again"
+            self.batch.failed.append((facts, reason))
+            self.report.failed.append((facts.path, reason))
+            return
+        self.batch.indexed.append((facts, vectors[0]))
+        self.report.copied += 1
+
+    def _advance(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def flush(self) -> None:
+        indexer = self.indexer
+        if self.pixels:
+            vectors = indexer.encoder.embed_pixels(np.stack(self.pixels))
+            self.batch.indexed.extend(zip(self.facts, vectors, strict=True))
+            self.report.embedded += len(self.pixels)
+            self.pixels, self.facts = [], []
+        if not self.batch:
+            return
+        changes = indexer.store.apply(indexer.collection.id, self.batch)
+        indexer.vectors.update(
+            changes.added_ids, changes.added_vectors, changes.removed_ids, changes.generation
+        )
+        self.batch = ChangeBatch()
+        if time.monotonic() - self.last_save > indexer.save_every_seconds:
+            indexer.save_vectors()
+            self.last_save = time.monotonic()
+
+    def sweep(self, unseen_paths: Iterator[str]) -> None:
+        """Rows whose file is gone from disk leave SQL and FAISS; files merely not walked stay."""
+        for path in unseen_paths:
+            row = self.known.get(path)
+            if row is None or row.id in self.moved_ids or os.path.lexists(path):
+                continue
+            self.batch.deleted.append(row.id)
+            self.report.removed += 1
+            if len(self.batch.deleted) >= 500:
+                self.flush()
+        self.flush()

@@ -1,0 +1,1 @@
+"""Persistence: the SQL store (source of truth) and the FAISS index derived from it."""

@@ -1,0 +1,78 @@
+"""SQL schema: the store is the source of truth; the FAISS index is derived from it.
+
+Every indexed image keeps its embedding here (float32 bytes), so a lost or stale vector index is
+rebuilt without running the model, and a move or copy of a file reuses the stored vector.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STATUS_INDEXED = "indexed"
+STATUS_FAILED = "failed"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Collection(Base):
+    """A set of images embedded by one model; the model identity guards against mixing vectors."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    model_id: Mapped[str] = mapped_column(Text)
+    model_fingerprint: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    precision: Mapped[str] = mapped_column(String(8))
+    # Bumped in the same transaction as every change to the set of vectors; the saved FAISS index
+    # records the generation it reflects, so a matching pair skips reconciliation on open.
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ImageRecord(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "path", name="uq_images_collection_path"),
+        Index("ix_images_collection_hash", "collection_id", "content_hash"),
+        Index("ix_images_collection_status", "collection_id", "status"),
+        # Never reuse a deleted row id: ids are FAISS ids, and reconciliation compares id sets.
+        {"sqlite_autoincrement": True},
+    )
+
+    # The row id is the FAISS id: stable across moves and renames.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    format: Mapped[str | None] = mapped_column(String(16))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    camera: Mapped[str | None] = mapped_column(Text)
+    orientation: Mapped[int | None] = mapped_column(Integer)
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -1,0 +1,232 @@
+"""Build random-weight CLIP-family checkpoints offline.
+
+Tests, CI and the offline demo can never download a checkpoint, yet pixseek must exercise the real
+loading path (``from_pretrained`` of the explicit model and processor classes). These builders create
+tiny models from small configs, train their tokenizers deterministically on a built-in multilingual
+caption corpus, and save model and processor into one directory, exactly as a hub checkpoint is laid
+out. The weights are random, so embeddings carry no meaning; shapes, dtypes and plumbing are real.
+
+CLI: ``python -m pixseek.testing.tiny_models {clip,dual,altclip} OUT_DIR [--full-size]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    AltCLIPConfig,
+    AltCLIPModel,
+    AltCLIPProcessor,
+    BertConfig,
+    BertTokenizer,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTokenizer,
+    PreTrainedModel,
+    ProcessorMixin,
+    TokenizersBackend,
+    VisionTextDualEncoderConfig,
+    VisionTextDualEncoderModel,
+    VisionTextDualEncoderProcessor,
+    ViTConfig,
+    ViTImageProcessorPil,
+    XLMRobertaTokenizer,
+)
+
+# Short captions in the languages the multilingual models are tested with; every word the tests and
+# the demo query with should appear here so tokenization yields real ids rather than unk.
+CORPUS: tuple[str, ...] = (
+    "a red circle", "a blue square", "a green triangle", "a yellow star", "a black cat",
+    "a white dog", "a cat on the beach", "a dog in the mountains", "a red car on the road",
+    "a photo of a mountain lake", "sunset over the beach", "a small orange cat sleeping",
+    "ein roter Kreis", "ein blaues Quadrat", "ein grünes Dreieck", "eine schwarze Katze",
+    "ein weißer Hund", "ein Hund am Strand", "ein rotes Auto", "ein Berg im Schnee",
+    "un cercle rouge", "un carré bleu", "un triangle vert", "un chat noir", "un chien blanc",
+    "un chat sur la plage", "une voiture rouge", "une montagne enneigée",
+    "un círculo rojo", "un cuadrado azul", "un triángulo verde", "un gato negro", "un perro blanco",
+    "un perro en la playa", "un coche rojo", "una montaña alta",
+    "一只猫", "一只狗", "红色的圆", "蓝色的正方形", "海滩上的狗", "山上的雪", "一辆红色的汽车",
+    "赤い丸", "青い四角", "黒い猫", "白い犬", "海辺の犬", "山の写真", "赤い車",
+)  # fmt: skip
+
+SEED = 0
+IMAGE_SIZE = 32
+PROJECTION_DIM = 16
+# Field names shared by CLIPVisionConfig, ViTConfig and AltCLIPVisionConfig ...
+TINY_VISION: dict[str, int] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": IMAGE_SIZE,
+    "patch_size": 8,
+}
+# ... and by CLIPTextConfig, BertConfig and AltCLIPTextConfig.
+TINY_TEXT: dict[str, int] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+}
+
+
+def _train(template: TokenizersBackend, model: models.Model, trainer: trainers.Trainer) -> dict[str, Any]:
+    """Train ``model`` on CORPUS with ``template``'s normalizer and pre-tokenizer.
+
+    Reusing the target tokenizer class's own pipeline guarantees the learned pieces are the ones it
+    will look up at encode time. Returns the trained model's JSON (vocab, merges, ...).
+    """
+    backend = template.backend_tokenizer
+    tokenizer = Tokenizer(model)
+    if backend.normalizer is not None:
+        tokenizer.normalizer = backend.normalizer
+    tokenizer.pre_tokenizer = backend.pre_tokenizer
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    return json.loads(tokenizer.to_str())["model"]
+
+
+def _clip_tokenizer() -> CLIPTokenizer:
+    """Byte-level BPE with CLIP's ``</w>`` suffix; every byte is in the vocab, so nothing maps to unk."""
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    suffix = "</w>"
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=specials,
+        initial_alphabet=alphabet,
+        end_of_word_suffix=suffix,
+        show_progress=False,
+    )
+    trained = _train(CLIPTokenizer(), models.BPE(unk_token=specials[1], end_of_word_suffix=suffix), trainer)
+    vocab: dict[str, int] = trained["vocab"]
+    for char in sorted(alphabet):  # word-final byte forms the corpus never produced
+        vocab.setdefault(char + suffix, len(vocab))
+    merges = [tuple(pair) for pair in trained["merges"]]
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _bert_tokenizer() -> BertTokenizer:
+    """WordPiece with BERT's special tokens in their usual order ([PAD] = 0)."""
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=1000,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        show_progress=False,
+    )
+    trained = _train(BertTokenizer(), models.WordPiece(unk_token="[UNK]"), trainer)
+    return BertTokenizer(vocab=trained["vocab"], model_max_length=512)
+
+
+def _xlm_roberta_tokenizer() -> XLMRobertaTokenizer:
+    """Unigram in XLM-R's layout: ``<s> <pad> </s> <unk>`` first (unk id 3), ``<mask>`` last."""
+    trainer = trainers.UnigramTrainer(
+        vocab_size=500,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    trained = _train(XLMRobertaTokenizer(), models.Unigram(), trainer)
+    vocab = [(piece, score) for piece, score in trained["vocab"]] + [("<mask>", 0.0)]
+    return XLMRobertaTokenizer(vocab=vocab, model_max_length=512)
+
+
+def _clip_image_processor(size: int) -> CLIPImageProcessorPil:
+    """CLIP preprocessing (resize shortest edge, center crop) at ``size``.
+
+    The PIL backend is used explicitly: torchvision is not installed, and the saved config still
+    names ``CLIPImageProcessor``, so loaders pick whichever backend their environment has.
+    """
+    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def _special_ids(tokenizer: TokenizersBackend) -> dict[str, int]:
+    """Text-config token ids taken from the tokenizer, so the model pools and pads where it encodes."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def _save(model_cls: type[PreTrainedModel], config: Any, processor: ProcessorMixin, out_dir: Path) -> Path:
+    """Instantiate ``model_cls`` with seeded random weights; save it and ``processor`` into ``out_dir``."""
+    torch.manual_seed(SEED)
+    model = model_cls(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def build_clip(out_dir: Path, *, full_size: bool = False) -> Path:
+    """Build a ``CLIPModel`` + ``CLIPProcessor`` checkpoint in ``out_dir`` and return it.
+
+    Tiny by default (projection 16, 32px images). ``full_size`` keeps the default ``CLIPConfig``
+    (ViT-B/32, 224px, projection 512, ~151M parameters) for speed benchmarks: same compute as the
+    real checkpoint, random weights.
+    """
+    tokenizer = _clip_tokenizer()
+    text = {**_special_ids(tokenizer), "max_position_embeddings": tokenizer.model_max_length}
+    if full_size:
+        config, size = CLIPConfig(text_config=text), 224
+    else:
+        text.update(TINY_TEXT, vocab_size=len(tokenizer))
+        config = CLIPConfig(text_config=text, vision_config=TINY_VISION, projection_dim=PROJECTION_DIM)
+        size = IMAGE_SIZE
+    processor = CLIPProcessor(image_processor=_clip_image_processor(size), tokenizer=tokenizer)
+    return _save(CLIPModel, config, processor, out_dir)
+
+
+def build_dual_encoder(out_dir: Path) -> Path:
+    """Build a tiny ``VisionTextDualEncoderModel`` (ViT + BERT, projection 16, 32px) in ``out_dir``."""
+    tokenizer = _bert_tokenizer()
+    config = VisionTextDualEncoderConfig.from_vision_text_configs(
+        ViTConfig(**TINY_VISION),
+        BertConfig(**TINY_TEXT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id),
+        projection_dim=PROJECTION_DIM,
+    )
+    image_processor = ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return _save(VisionTextDualEncoderModel, config, processor, out_dir)
+
+
+def build_altclip(out_dir: Path) -> Path:
+    """Build a tiny ``AltCLIPModel`` (XLM-R text tower + CLIP vision, projection 16, 32px) in ``out_dir``."""
+    tokenizer = _xlm_roberta_tokenizer()
+    text = {
+        **TINY_TEXT,
+        **_special_ids(tokenizer),
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": tokenizer.model_max_length + 2,  # RoBERTa positions start at pad + 1
+        "project_dim": TINY_TEXT["hidden_size"],
+    }
+    config = AltCLIPConfig(text_config=text, vision_config=TINY_VISION, projection_dim=PROJECTION_DIM)
+    processor = AltCLIPProcessor(image_processor=_clip_image_processor(IMAGE_SIZE), tokenizer=tokenizer)
+    return _save(AltCLIPModel, config, processor, out_dir)
+
+
+BUILDERS = {"clip": build_clip, "dual": build_dual_encoder, "altclip": build_altclip}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build one checkpoint and print its directory."""
+    parser = argparse.ArgumentParser(description="Build a random-weight CLIP-family checkpoint offline.")
+    parser.add_argument("kind", choices=sorted(BUILDERS))
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--full-size", action="store_true", help="clip only: ViT-B/32 size, for benchmarks")
+    args = parser.parse_args(argv)
+    if args.full_size and args.kind != "clip":
+        parser.error("--full-size applies to clip only")
+    kwargs = {"full_size": True} if args.full_size else {}
+    print(BUILDERS[args.kind](args.out_dir, **kwargs))
+
+
+if __name__ == "__main__":
+    main()
