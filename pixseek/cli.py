@@ -1,0 +1,372 @@
+"""The ``pixseek`` command line: index folders, search them, inspect and maintain the store."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pixseek.config import DEFAULT_MODEL, Settings
+from pixseek.embedding import ENCODER_PRESETS
+from pixseek.errors import PixseekError
+from pixseek.library import Library
+from pixseek.store.repository import ChangeBatch, SearchFilters
+from pixseek.store.vector_index import VectorIndex
+
+app = typer.Typer(
+    help="pixseek: semantic image search. Index photo folders, then search them by text or by image.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+_PRESETS_HELP = ", ".join(f"{name} = {hub}" for name, hub in ENCODER_PRESETS.items())
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the database and indexes live [env PIXSEEK_DATA_DIR; default XDG data dir]"),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://host/db [env PIXSEEK_DATABASE_URL]"),
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option("--collection", "-c", help="Collection name [default: default]")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()  # checkpoint-loading chatter is not for users
+    overrides = {"data_dir": data_dir, "database_url": database_url, "collection": collection}
+    ctx.obj = {k: v for k, v in overrides.items() if v is not None}
+
+
+def _settings(ctx: typer.Context, **overrides) -> Settings:
+    values = {**ctx.obj, **{k: v for k, v in overrides.items() if v is not None}}
+    return Settings(**values)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Errors a user can fix print as one line with exit code 2, never as a traceback."""
+    try:
+        yield
+    except (PixseekError, FileNotFoundError, NotADirectoryError, ValueError) as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help=f"Preset, hub id or local checkpoint dir [default: {DEFAULT_MODEL}]. {_PRESETS_HELP}",
+    ),
+]
+DeviceOption = Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ...")]
+PrecisionOption = Annotated[
+    str | None,
+    typer.Option(help="auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; or fp32|bf16|fp16"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+@app.command()
+def index(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index (recursively)")],
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model call [default: 32]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count]")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Only files matching this glob (repeatable)")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable)")
+    ] = None,
+    hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders")] = False,
+    sweep: Annotated[
+        bool, typer.Option(help="Remove images whose files are gone from the given paths")
+    ] = True,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Try again files that failed before, even if unchanged")
+    ] = False,
+    as_json: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")] = False,
+) -> None:
+    """Index image folders: new and changed files are embedded, unchanged ones skipped, moved ones
+    keep their vectors, and files gone from disk leave the index. Safe to interrupt and run again."""
+    with _user_errors():
+        settings = _settings(
+            ctx,
+            model=model,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            decode_workers=workers,
+        )
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(f"no such file or folder: {path}")
+        library = Library(settings)
+        encoder = library.load_encoder()
+        indexer = library.indexer(encoder)
+        show_progress = not (quiet or as_json)
+        progress = Progress(
+            TextColumn("indexing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not show_progress,
+        )
+        task = progress.add_task("index", total=None, rate="")
+
+        def on_progress(done: int, total: int) -> None:
+            speed = progress.tasks[0].speed
+            progress.update(task, completed=done, total=total, rate=f"{speed:.1f} img/s" if speed else "")
+
+        try:
+            with progress:
+                report = indexer.run(
+                    paths,
+                    include=include or (),
+                    exclude=exclude or (),
+                    include_hidden=hidden,
+                    sweep=sweep,
+                    retry_failed=retry_failed,
+                    progress=on_progress,
+                )
+        except KeyboardInterrupt:
+            err.print("interrupted: finished batches are saved; run the same command again to resume")
+            raise typer.Exit(130) from None
+        finally:
+            library.close()
+    if as_json:
+        out.print_json(json.dumps({**asdict(report), "images_per_second": report.images_per_second}))
+    elif not quiet:
+        err.print(
+            f"{report.scanned} files: {report.embedded} embedded ({report.images_per_second:.1f} img/s), "
+            f"{report.unchanged} unchanged, {report.moved} moved, {report.copied} copies reused, "
+            f"{report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s "
+            f"[{encoder.model_id}, {encoder.device}, {encoder.precision}]",
+            highlight=False,
+        )
+        for path, reason in report.failed[:20]:
+            err.print(f"  failed: {path}: {reason}", highlight=False)
+        if len(report.failed) > 20:
+            err.print(f"  ... and {len(report.failed) - 20} more (see `pixseek status`)")
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    query: Annotated[
+        str | None, typer.Argument(help="Text to search for, in any language the model knows")
+    ] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", "-i", help="Search by this image file instead")
+    ] = None,
+    like: Annotated[
+        str | None, typer.Option(help="Images similar to an indexed image (id or path), excluding itself")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="Number of results", min=1, max=10_000)] = 10,
+    folder: Annotated[
+        list[Path] | None, typer.Option(help="Only images under this folder (repeatable)")
+    ] = None,
+    after: Annotated[
+        datetime | None, typer.Option(help="Taken on or after (EXIF date), e.g. 2021-06-01")
+    ] = None,
+    before: Annotated[datetime | None, typer.Option(help="Taken on or before (EXIF date)")] = None,
+    min_width: Annotated[int | None, typer.Option(help="Minimum width in pixels")] = None,
+    min_height: Annotated[int | None, typer.Option(help="Minimum height in pixels")] = None,
+    image_format: Annotated[
+        list[str] | None, typer.Option("--format", help="Only this format: JPEG, PNG, ... (repeatable)")
+    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the collection by text, by an image file (--image) or by an indexed image (--like)."""
+    with _user_errors():
+        modes = [m for m in (query, image, like) if m is not None]
+        if len(modes) != 1:
+            raise PixseekError("give exactly one of: a text query, --image PATH or --like ID_OR_PATH")
+        filters = SearchFilters(
+            folders=tuple(os.path.abspath(f) for f in folder or ()),
+            taken_after=after,
+            taken_before=before,
+            min_width=min_width,
+            min_height=min_height,
+            formats=tuple(image_format or ()),
+        )
+        library = Library(_settings(ctx, device=device, precision=precision))
+        try:
+            searcher = library.searcher(model)
+            if query is not None:
+                hits = searcher.by_text(query, k, filters)
+            elif image is not None:
+                hits = searcher.by_image_file(image, k, filters)
+            else:
+                hits = searcher.like(like, k, filters)
+        finally:
+            library.close()
+    if as_json:
+        out.print_json(json.dumps([asdict(hit) for hit in hits], default=str))
+        return
+    if not hits:
+        err.print("no results")
+        return
+    table = Table("#", "score", "id", "path", "size", "taken", box=None)
+    for rank, hit in enumerate(hits, 1):
+        size = f"{hit.width}x{hit.height}" if hit.width else ""
+        taken = hit.taken_at.strftime("%Y-%m-%d") if hit.taken_at else ""
+        table.add_row(str(rank), f"{hit.score:.4f}", str(hit.id), hit.path, size, taken)
+    out.print(table)
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Collections, their model, counts, failures and index size."""
+    with _user_errors():
+        library = Library(_settings(ctx))
+        report = []
+        try:
+            for info in library.store.collections():
+                stats = library.store.stats(info.id)
+                index_file = library.settings.index_dir / f"{info.name}.faiss"
+                report.append(
+                    {
+                        "collection": info.name,
+                        "model": info.model_id,
+                        "fingerprint": info.model_fingerprint,
+                        "dim": info.dim,
+                        "precision": info.precision,
+                        "indexed": stats.indexed,
+                        "failed": stats.failed,
+                        "last_indexed": stats.last_indexed.isoformat() if stats.last_indexed else None,
+                        "index_file": str(index_file),
+                        "index_bytes": index_file.stat().st_size if index_file.exists() else 0,
+                        "failures": [{"path": p, "reason": r} for p, r in library.store.failures(info.id)],
+                    }
+                )
+        finally:
+            library.close()
+    if as_json:
+        out.print_json(
+            json.dumps({"database": library.settings.resolved_database_url, "collections": report})
+        )
+        return
+    out.print(f"database: {library.settings.resolved_database_url}", highlight=False)
+    if not report:
+        out.print("no collections yet: run `pixseek index PATH`")
+    for entry in report:
+        out.print(
+            f"[bold]{entry['collection']}[/bold]: {entry['indexed']} images, {entry['failed']} failed; "
+            f"model {entry['model']} ({entry['dim']}-d, {entry['precision']}, "
+            f"fingerprint {entry['fingerprint']}); "
+            f"index {entry['index_bytes'] / 1e6:.1f} MB",
+            highlight=False,
+        )
+        for failure in entry["failures"]:
+            out.print(f"  failed: {failure['path']}: {failure['reason']}", highlight=False)
+
+
+@app.command()
+def rm(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders whose images leave the collection")],
+) -> None:
+    """Remove images from the collection (the files on disk are not touched)."""
+    with _user_errors():
+        library = Library(_settings(ctx))
+        try:
+            collection = library.collection()
+            known = library.store.known_files(collection.id, [os.path.abspath(p) for p in paths])
+            vectors = library.vectors(collection)
+            changes = library.store.apply(
+                collection.id, ChangeBatch(deleted=[row.id for row in known.values()])
+            )
+            vectors.update(changes.added_ids, changes.added_vectors, changes.removed_ids, changes.generation)
+            vectors.save(library.index_path(collection))
+        finally:
+            library.close()
+    err.print(f"removed {len(known)} images")
+
+
+@app.command()
+def reindex(
+    ctx: typer.Context,
+    rebuild: Annotated[
+        bool, typer.Option(help="Rebuild the FAISS index from the embeddings stored in SQL")
+    ] = False,
+) -> None:
+    """Check the FAISS index against SQL and repair it; --rebuild makes it anew (no model needed)."""
+    with _user_errors():
+        library = Library(_settings(ctx))
+        try:
+            collection = library.collection()
+            if rebuild:
+                vectors = library.rebuild_vectors(collection)
+                err.print(f"rebuilt {library.index_path(collection)}: {len(vectors)} vectors")
+            else:
+                vectors = VectorIndex.load(library.index_path(collection), collection.dim)
+                added, removed = vectors.reconcile(library.store, collection)
+                vectors.save(library.index_path(collection))
+                err.print(
+                    f"index in step with SQL: {len(vectors)} vectors (+{added} added, -{removed} stale)"
+                )
+        finally:
+            library.close()
+
+
+@app.command()
+def drop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Collection to delete with its index (files on disk stay)")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Delete a collection, e.g. before re-indexing with another model."""
+    with _user_errors():
+        library = Library(_settings(ctx, collection=name))
+        try:
+            if not yes and not typer.confirm(f"delete collection {name!r} and its index?", err=True):
+                raise typer.Exit(1)
+            if not library.store.drop_collection(name):
+                raise PixseekError(f"no collection {name!r}")
+            for path in (library.settings.index_dir / f"{name}.faiss",):
+                path.unlink(missing_ok=True)
+                VectorIndex.meta_path(path).unlink(missing_ok=True)
+        finally:
+            library.close()
+    err.print(f"dropped {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(app())
