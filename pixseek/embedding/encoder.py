@@ -92,10 +92,16 @@ class DualEncoder:
         self.dim = int(model.config.projection_dim)
         self.fingerprint = _fingerprint(self.model)
         image_processor = processor.image_processor
-        crop = getattr(image_processor, "crop_size", None) or {}
-        size = getattr(image_processor, "size", None) or {}
-        sides = [v for v in (*crop.values(), *size.values()) if isinstance(v, int)]
-        self.image_min_side = max(sides) if sides else 224
+        # The decoder may shrink a JPEG (draft mode) down to this shorter side without losing detail
+        # the processor would keep: the largest side length its resize/crop asks for.
+        sides = [
+            value
+            for spec in (getattr(image_processor, "size", None), getattr(image_processor, "crop_size", None))
+            if spec
+            for key, value in dict(spec).items()
+            if key in ("height", "width", "shortest_edge")
+        ]
+        self.image_min_side = max(sides, default=224)
         text_config = model.config.text_config
         limit = int(getattr(text_config, "max_position_embeddings", 77))
         if text_config.model_type in _OFFSET_POSITION_TEXT_TYPES:

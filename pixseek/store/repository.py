@@ -321,11 +321,11 @@ class Store:
             collection = session.get(Collection, collection_id)
             if added or removed:
                 collection.generation += 1
-            generation = collection.generation
+            generation, dim = collection.generation, collection.dim
         vectors = [vector for _, vector in batch.indexed]
         return AppliedChanges(
             added_ids=np.asarray([row.id for row in added], dtype=np.int64),
-            added_vectors=np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1),
+            added_vectors=np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim),
             removed_ids=np.asarray(removed, dtype=np.int64),
             generation=generation,
         )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import string
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,9 @@ CORPUS: tuple[str, ...] = (
     "赤い丸", "青い四角", "黒い猫", "白い犬", "海辺の犬", "山の写真", "赤い車",
 )  # fmt: skip
 
+# Latin letters and digits are always in the WordPiece/Unigram alphabets, so unseen words still get ids.
+EXTRA_CHARS = string.ascii_letters + string.digits
+EOW = "</w>"  # CLIP's end-of-word suffix
 SEED = 0
 IMAGE_SIZE = 32
 PROJECTION_DIM = 16
@@ -77,6 +82,13 @@ TINY_TEXT: dict[str, int] = {
 }
 
 
+def _words(template: TokenizersBackend) -> list[str]:
+    """CORPUS split into words by ``template``'s own normalizer and pre-tokenizer."""
+    backend = template.backend_tokenizer
+    normalize = backend.normalizer.normalize_str if backend.normalizer else str
+    return [word for text in CORPUS for word, _ in backend.pre_tokenizer.pre_tokenize_str(normalize(text))]
+
+
 def _train(template: TokenizersBackend, model: models.Model, trainer: trainers.Trainer) -> dict[str, Any]:
     """Train ``model`` on CORPUS with ``template``'s normalizer and pre-tokenizer.
 
@@ -92,47 +104,64 @@ def _train(template: TokenizersBackend, model: models.Model, trainer: trainers.T
     return json.loads(tokenizer.to_str())["model"]
 
 
+# Determinism: the BPE/WordPiece trainers number a word-final ("x</w>") or word-internal ("##x")
+# symbol when they first meet it in a hash map, i.e. in a different order every process, and break
+# merge ties by those numbers. Passing every such symbol as a special token numbers them up front.
+
+
 def _clip_tokenizer() -> CLIPTokenizer:
     """Byte-level BPE with CLIP's ``</w>`` suffix; every byte is in the vocab, so nothing maps to unk."""
-    specials = ["<|startoftext|>", "<|endoftext|>"]
-    suffix = "</w>"
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     trainer = trainers.BpeTrainer(
         vocab_size=1000,
-        special_tokens=specials,
+        special_tokens=["<|startoftext|>", "<|endoftext|>", *(char + EOW for char in alphabet)],
         initial_alphabet=alphabet,
-        end_of_word_suffix=suffix,
+        end_of_word_suffix=EOW,
         show_progress=False,
     )
-    trained = _train(CLIPTokenizer(), models.BPE(unk_token=specials[1], end_of_word_suffix=suffix), trainer)
-    vocab: dict[str, int] = trained["vocab"]
-    for char in sorted(alphabet):  # word-final byte forms the corpus never produced
-        vocab.setdefault(char + suffix, len(vocab))
+    trained = _train(CLIPTokenizer(), models.BPE(unk_token="<|endoftext|>", end_of_word_suffix=EOW), trainer)
     merges = [tuple(pair) for pair in trained["merges"]]
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    return CLIPTokenizer(vocab=trained["vocab"], merges=merges, model_max_length=77)
 
 
 def _bert_tokenizer() -> BertTokenizer:
     """WordPiece with BERT's special tokens in their usual order ([PAD] = 0)."""
+    template = BertTokenizer()
+    chars = sorted(set("".join(_words(template))) | set(EXTRA_CHARS))
     trainer = trainers.WordPieceTrainer(
         vocab_size=1000,
-        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *("##" + char for char in chars)],
+        initial_alphabet=chars,
         show_progress=False,
     )
-    trained = _train(BertTokenizer(), models.WordPiece(unk_token="[UNK]"), trainer)
+    trained = _train(template, models.WordPiece(unk_token="[UNK]"), trainer)
     return BertTokenizer(vocab=trained["vocab"], model_max_length=512)
 
 
 def _xlm_roberta_tokenizer() -> XLMRobertaTokenizer:
-    """Unigram in XLM-R's layout: ``<s> <pad> </s> <unk>`` first (unk id 3), ``<mask>`` last."""
+    """Unigram in XLM-R's layout: ``<s> <pad> </s> <unk>`` first (unk id 3), ``<mask>`` last.
+
+    The trainer's piece set is stable but its EM scores (hence their order) drift slightly between
+    processes, so pieces are rescored by their add-one-smoothed corpus frequency.
+    """
+    template = XLMRobertaTokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
     trainer = trainers.UnigramTrainer(
         vocab_size=500,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        special_tokens=specials,
         unk_token="<unk>",
+        initial_alphabet=list(EXTRA_CHARS),
         show_progress=False,
     )
-    trained = _train(XLMRobertaTokenizer(), models.Unigram(), trainer)
-    vocab = [(piece, score) for piece, score in trained["vocab"]] + [("<mask>", 0.0)]
+    trained = _train(template, models.Unigram(), trainer)
+    words = _words(template)
+    counts = {piece: 1 + sum(word.count(piece) for word in words) for piece, _ in trained["vocab"]}
+    total = sum(counts.values())
+    scored = sorted(
+        ((piece, math.log(count / total)) for piece, count in counts.items() if piece not in specials),
+        key=lambda item: (-item[1], item[0]),
+    )
+    vocab = [(token, 0.0) for token in specials] + scored + [("<mask>", 0.0)]
     return XLMRobertaTokenizer(vocab=vocab, model_max_length=512)
 
 

@@ -1,0 +1,171 @@
+"""Find the candidate image files under the folders a user asked to index.
+
+Real photo libraries contain symlink loops, hard-linked duplicates, unreadable folders and files
+whose extension lies. The walk must end, yield each file once, and never stop on one bad entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import logging
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pixseek.indexer.decode import sniff_format
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
+)
+SNIFF_BYTES = 32
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: Path  # absolute but not symlink-resolved: the path the user knows the photo by
+    size: int
+    mtime_ns: int
+
+
+def walk_images(
+    roots: Sequence[Path],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    include_hidden: bool = False,
+) -> Iterator[FileEntry]:
+    """Yield image files under ``roots`` (files or folders) in a stable, sorted order.
+
+    Patterns are fnmatch globs, matched case-insensitively (cameras write ".JPG") against the path
+    relative to its root with "/" separators, the same with a leading "/" (so "*/thumbs/*" also
+    hits a top-level "thumbs" folder), and the bare name. An ``exclude`` that matches a folder
+    prunes it. Roots are checked before anything is yielded, so a typo fails fast instead of
+    after half an index run.
+    """
+    checked: list[tuple[Path, os.stat_result]] = []
+    for root in roots:
+        absolute = Path(os.path.abspath(root))
+        try:
+            checked.append((absolute, absolute.stat()))
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, f"image root does not exist: {root}", str(root)) from None
+    return _walk(checked, _compile(include), _compile(exclude), include_hidden)
+
+
+def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE)
+
+
+def _matches(pattern: re.Pattern[str] | None, rel: str, name: str, is_dir: bool = False) -> bool:
+    if pattern is None:
+        return False
+    anchored = f"/{rel}/" if is_dir else f"/{rel}"
+    return any(pattern.match(candidate) for candidate in (rel, anchored, name))
+
+
+def _walk(
+    roots: list[tuple[Path, os.stat_result]],
+    include: re.Pattern[str] | None,
+    exclude: re.Pattern[str] | None,
+    include_hidden: bool,
+) -> Iterator[FileEntry]:
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+
+    def wanted_file(path: str, rel: str, name: str, st: os.stat_result) -> FileEntry | None:
+        if include is not None and not _matches(include, rel, name):
+            return None
+        if _matches(exclude, rel, name):
+            return None
+        if not _is_candidate(path, name, st):
+            return None
+        key = (st.st_dev, st.st_ino)
+        if st.st_ino:  # filesystems without inode numbers report 0: cannot dedupe there
+            if key in seen_files:
+                log.debug("skipping %s: same file already yielded (link)", path)
+                return None
+            seen_files.add(key)
+        return FileEntry(Path(path), st.st_size, st.st_mtime_ns)
+
+    for root, root_st in roots:
+        if stat.S_ISREG(root_st.st_mode):
+            entry = wanted_file(str(root), root.name, root.name, root_st)
+            if entry is not None:
+                yield entry
+            continue
+        if not stat.S_ISDIR(root_st.st_mode):
+            log.warning("skipping root %s: neither a regular file nor a folder", root)
+            continue
+        seen_dirs.add((root_st.st_dev, root_st.st_ino))
+        # Depth-first over an explicit stack of sorted listings: deep trees cannot hit the
+        # recursion limit, and the order equals sorting paths by their components.
+        stack = [(iter(_sorted_entries(str(root))), "")]
+        while stack:
+            entries, prefix = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
+            name = entry.name
+            if name.startswith(".") and not include_hidden:
+                continue
+            rel = prefix + name
+            try:
+                st = _stat(entry)
+            except OSError as exc:
+                kind = "broken symlink" if os.path.islink(entry.path) else "unreadable entry"
+                log.debug("skipping %s %s: %s", kind, entry.path, exc)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    log.debug("skipping %s: folder already walked (symlink loop or alias)", entry.path)
+                elif _matches(exclude, rel, name, is_dir=True):
+                    log.debug("skipping %s: excluded", entry.path)
+                else:
+                    seen_dirs.add(key)
+                    stack.append((iter(_sorted_entries(entry.path)), rel + "/"))
+            elif stat.S_ISREG(st.st_mode):
+                found = wanted_file(entry.path, rel, name, st)
+                if found is not None:
+                    yield found
+            else:
+                log.debug("skipping %s: not a regular file", entry.path)
+
+
+def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda entry: entry.name)
+    except OSError as exc:
+        log.debug("skipping unreadable folder %s: %s", path, exc)
+        return []
+
+
+def _stat(entry: os.DirEntry[str]) -> os.stat_result:
+    """Stat through symlinks; on Windows DirEntry.stat() leaves st_ino 0, so ask the OS properly."""
+    st = entry.stat()
+    return st if st.st_ino else os.stat(entry.path)
+
+
+def _is_candidate(path: str, name: str, st: os.stat_result) -> bool:
+    """Trust an image extension; otherwise let the first bytes decide (extension-less exports)."""
+    if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+        return True
+    if st.st_size == 0:
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError as exc:
+        log.debug("skipping unreadable file %s: %s", path, exc)
+        return False
+    return sniff_format(head) is not None

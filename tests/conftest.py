@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny offline checkpoints, sample photos, and the SQL backends to test on.
+
+Nothing here touches the network: checkpoints are built from small configs and saved with
+``save_pretrained``; photos are scikit-image's samples plus generated ones.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import skimage
+from sqlalchemy import create_engine, text
+
+from pixseek.config import Settings
+from pixseek.testing.tiny_models import build_altclip, build_clip, build_dual_encoder
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PIXSEEK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SAMPLE_SUFFIXES = {".png", ".jpg", ".gif", ".tif"}
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="session")
+def dual_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dual_encoder(tmp_path_factory.mktemp("dual"))
+
+
+@pytest.fixture(scope="session")
+def altclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_altclip(tmp_path_factory.mktemp("altclip"))
+
+
+@pytest.fixture(scope="session")
+def sample_photo_paths() -> list[Path]:
+    folder = Path(skimage.__file__).parent / "data"
+    return sorted(p for p in folder.iterdir() if p.suffix in SAMPLE_SUFFIXES)
+
+
+@pytest.fixture
+def photos(tmp_path: Path, sample_photo_paths: list[Path]) -> Path:
+    """A private copy of scikit-image's sample photos (PNG, JPEG, GIF, TIFF, greyscale) in sub-folders."""
+    root = tmp_path / "photos"
+    for i, source in enumerate(sample_photo_paths):
+        folder = root / ("outdoor" if i % 2 else "indoor")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, folder / source.name)
+    return root
+
+
+def _postgres_available() -> bool:
+    try:
+        with create_engine(POSTGRES_ADMIN_URL).connect() as connection:
+            connection.execute(text("select 1"))
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database per test on each backend; CI must have PostgreSQL, so it fails there."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pixseek.db'}"
+        return
+    if not _postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but {POSTGRES_ADMIN_URL} is unreachable")
+        pytest.skip("no PostgreSQL server reachable")
+    name = f"pixseek_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, clip_dir: Path) -> Settings:
+    """Library settings on a private data dir with the tiny CLIP checkpoint, fp32 for exact checks."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        model=str(clip_dir),
+        precision="fp32",
+        device="cpu",
+        batch_size=8,
+        decode_workers=2,
+    )
