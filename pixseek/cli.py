@@ -30,8 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Messages carry user data (paths with brackets, model ids): never interpret them as rich markup.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 _PRESETS_HELP = ", ".join(f"{name} = {hub}" for name, hub in ENCODER_PRESETS.items())
 
@@ -58,6 +59,7 @@ def main(
     import transformers
 
     transformers.utils.logging.set_verbosity_error()  # checkpoint-loading chatter is not for users
+    transformers.utils.logging.disable_progress_bar()
     overrides = {"data_dir": data_dir, "database_url": database_url, "collection": collection}
     ctx.obj = {k: v for k, v in overrides.items() if v is not None}
 
@@ -73,7 +75,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (PixseekError, FileNotFoundError, NotADirectoryError, ValueError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(f"error: {error}", style="red")
         raise typer.Exit(2) from None
 
 
@@ -174,11 +176,10 @@ def index(
             f"{report.scanned} files: {report.embedded} embedded ({report.images_per_second:.1f} img/s), "
             f"{report.unchanged} unchanged, {report.moved} moved, {report.copied} copies reused, "
             f"{report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s "
-            f"[{encoder.model_id}, {encoder.device}, {encoder.precision}]",
-            highlight=False,
+            f"[{encoder.model_id}, {encoder.device}, {encoder.precision}]"
         )
         for path, reason in report.failed[:20]:
-            err.print(f"  failed: {path}: {reason}", highlight=False)
+            err.print(f"  failed: {path}: {reason}")
         if len(report.failed) > 20:
             err.print(f"  ... and {len(report.failed) - 20} more (see `pixseek status`)")
 
@@ -243,7 +244,10 @@ def search(
     if not hits:
         err.print("no results")
         return
-    table = Table("#", "score", "id", "path", "size", "taken", box=None)
+    table = Table("#", "score", "id", box=None)
+    table.add_column("path", overflow="fold")  # the path is the answer: fold it, never cut it
+    table.add_column("size")
+    table.add_column("taken")
     for rank, hit in enumerate(hits, 1):
         size = f"{hit.width}x{hit.height}" if hit.width else ""
         taken = hit.taken_at.strftime("%Y-%m-%d") if hit.taken_at else ""
@@ -283,19 +287,18 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             json.dumps({"database": library.settings.resolved_database_url, "collections": report})
         )
         return
-    out.print(f"database: {library.settings.resolved_database_url}", highlight=False)
+    out.print(f"database: {library.settings.resolved_database_url}")
     if not report:
         out.print("no collections yet: run `pixseek index PATH`")
     for entry in report:
         out.print(
-            f"[bold]{entry['collection']}[/bold]: {entry['indexed']} images, {entry['failed']} failed; "
+            f"{entry['collection']}: {entry['indexed']} images, {entry['failed']} failed; "
             f"model {entry['model']} ({entry['dim']}-d, {entry['precision']}, "
             f"fingerprint {entry['fingerprint']}); "
-            f"index {entry['index_bytes'] / 1e6:.1f} MB",
-            highlight=False,
+            f"index {entry['index_bytes'] / 1e6:.1f} MB"
         )
         for failure in entry["failures"]:
-            out.print(f"  failed: {failure['path']}: {failure['reason']}", highlight=False)
+            out.print(f"  failed: {failure['path']}: {failure['reason']}")
 
 
 @app.command()

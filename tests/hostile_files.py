@@ -6,6 +6,7 @@ binary is committed and every case documents how it was made.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -50,7 +51,7 @@ def make_hostile_tree(root: Path) -> dict[str, str]:
     files: dict[str, tuple[bytes, str]] = {
         "empty.jpg": (b"", FAIL),
         "truncated.jpg": (chelsea_jpeg[: len(chelsea_jpeg) // 2], FAIL),
-        "text.jpg": ("Shopping list:\n- milk\n- eggs\n".encode(), FAIL),
+        "text.jpg": (b"Shopping list:\n- milk\n- eggs\n", FAIL),
         "bomb.png": (bomb_png(BOMB_SIDE, BOMB_SIDE), FAIL),
         "cmyk.jpg": (_encode(coffee.convert("CMYK"), "JPEG", quality=95), OK),
         "grey16.png": (_encode(grey16_image(), "PNG"), OK),
@@ -72,10 +73,8 @@ def make_hostile_tree(root: Path) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     for link, target in ((LOOP_LINK, ".."), (BROKEN_LINK, "does_not_exist.jpg")):
-        try:
+        with contextlib.suppress(OSError, NotImplementedError):  # Windows without the privilege
             os.symlink(target, root / link)
-        except (OSError, NotImplementedError):  # e.g. Windows without the symlink privilege
-            pass
     return {rel: outcome for rel, (_, outcome) in files.items()}
 
 

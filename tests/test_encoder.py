@@ -70,7 +70,7 @@ def test_bf16_is_close_to_fp32_and_ranks_the_same(clip_dir: Path, sample_photo_p
     queries = fp32.embed_texts(TEXTS * 4 + [f"photo {i}" for i in range(20)])
     top_a = np.argsort(-(queries @ a.T), axis=1)[:, :10]
     top_b = np.argsort(-(queries @ b.T), axis=1)[:, :10]
-    overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b)])
+    overlap = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(top_a, top_b, strict=True)])
     assert overlap >= 0.99, overlap
 
 

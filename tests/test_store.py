@@ -96,7 +96,10 @@ def test_known_files_does_not_match_sibling_prefixes(store: Store) -> None:
     info = _collection(store)
     paths = ["/photos/a.jpg", "/photos2/b.jpg", "/photos/sub/c.jpg", "/pho%tos/d.jpg"]
     store.apply(
-        info.id, ChangeBatch(indexed=[(FileFacts(p, 1, 1, p), v) for p, v in zip(paths, _unit(rng, 4, 8))])
+        info.id,
+        ChangeBatch(
+            indexed=[(FileFacts(p, 1, 1, p), v) for p, v in zip(paths, _unit(rng, 4, 8), strict=True)]
+        ),
     )
     assert set(store.known_files(info.id, ["/photos"])) == {"/photos/a.jpg", "/photos/sub/c.jpg"}
     assert set(store.known_files(info.id, ["/pho%tos"])) == {"/pho%tos/d.jpg"}
@@ -111,7 +114,9 @@ def test_filtered_ids(store: Store) -> None:
         FileFacts("/a/2.png", 1, 1, "2", "PNG", 640, 480, datetime(2021, 7, 1)),
         FileFacts("/b/3.jpg", 1, 1, "3", "JPEG", 1024, 768, None),
     ]
-    ids = store.apply(info.id, ChangeBatch(indexed=list(zip(rows, _unit(rng, 3, 8))))).added_ids.tolist()
+    ids = store.apply(
+        info.id, ChangeBatch(indexed=list(zip(rows, _unit(rng, 3, 8), strict=True)))
+    ).added_ids.tolist()
 
     def matching(**kwargs) -> list[int]:
         return sorted(store.filtered_ids(info.id, SearchFilters(**kwargs)).tolist())

@@ -71,7 +71,7 @@ def test_filtered_search_returns_k_when_k_match(filled) -> None:
     vectors.update(changes.added_ids, changes.added_vectors, np.array([], np.int64), 1)
     allowed = changes.added_ids[::5]  # 10 of 50 allowed
     query = changes.added_vectors[1:2]  # its own id is not allowed
-    scores, ids = vectors.search(query, 7, allowed)
+    _, ids = vectors.search(query, 7, allowed)
     assert ids.shape == (1, 7) and set(ids[0].tolist()) <= set(allowed.tolist())
     # Same order as brute force over the allowed subset.
     brute = allowed[np.argsort(-(changes.added_vectors[::5] @ query[0]))][:7]

@@ -148,7 +148,9 @@ def load_encoder(name: str, *, device: str = "auto", precision: str = "auto") ->
     try:
         config = transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:
-        offline = " (offline: no model hub reachable)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        offline = ""
+        if not local.exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            offline = " (offline: no model hub reachable)"
         raise ModelLoadError(f"cannot load model {name!r}{offline}: {_first_line(error)}; {hint}") from None
     family = _FAMILIES.get(config.model_type)
     if family is None:

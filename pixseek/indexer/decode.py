@@ -189,6 +189,7 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+_ORIENTATION = ExifTags.Base.Orientation
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
 
@@ -221,6 +222,8 @@ def decode_image(
     except DecodeError:
         raise
     except Exception as exc:
+        if _declared_longer(data, fmt):  # libwebp only says "could not create decoder object"
+            raise DecodeError("truncated image") from exc
         raise DecodeError(_reason_for(exc, fmt)) from exc
     finally:
         _pixel_limit.reset(token)
@@ -237,17 +240,20 @@ def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> Dec
         if fmt == "HEIF" and not _ensure_heif_opener():
             raise DecodeError(HEIF_HINT) from None
         raise
-    width, height = img.size
+    width, height = img.size  # TIFF already reports this upright, see below
     if width * height > max_pixels:  # normally caught in Image.open already, via the hook
         raise DecodeError(f"too many pixels ({width * height} > limit {max_pixels})")
     if min_side is not None and isinstance(img, JpegImageFile):
         # The shorter side scales with the longer one, so a square request keeps it >= min_side
         # whichever way EXIF later rotates the picture.
         img.draft("RGB", (min_side, min_side))
+    # Pillow's TIFF reader rotates by itself while loading and then drops the tag, so remember it
+    # for the metadata; what getexif() still reports after load() is what is left for us to apply.
+    applied_by_pillow = _attempt(_tiff_orientation, img)
     img.load()  # decode now, inside the caller's try, so truncation surfaces here
 
     exif = _attempt(img.getexif)
-    orientation = _attempt(_orientation, exif) if exif is not None else None
+    orientation = _attempt(_orientation_value, exif.get(_ORIENTATION)) if exif is not None else None
     rgb = _to_rgb(img)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
@@ -260,7 +266,7 @@ def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> Dec
         height=height,
         taken_at=_attempt(_taken_at, exif) if exif is not None else None,
         camera=_attempt(_camera, exif) if exif is not None else None,
-        orientation=orientation,
+        orientation=orientation or applied_by_pillow,
         gps_lat=lat,
         gps_lon=lon,
     )
@@ -318,6 +324,11 @@ def _reason_for(exc: Exception, fmt: str) -> str:
     return f"corrupt {fmt} ({detail[:160]})"
 
 
+def _declared_longer(data: bytes, fmt: str) -> bool:
+    """RIFF (WebP) headers state the file length, so a cut-off file can be named as such."""
+    return fmt == "WEBP" and int.from_bytes(data[4:8], "little") + 8 > len(data)
+
+
 def _describe_non_image(head: bytes) -> str:
     """Say whether an unrecognised file looks like text, the usual case of a mislabelled file."""
     allowed_controls = {9, 10, 12, 13}
@@ -340,11 +351,15 @@ def _attempt(func: Callable[..., _T], *args: Any) -> _T | None:
         return None
 
 
-def _orientation(exif: Image.Exif) -> int | None:
-    value = exif.get(ExifTags.Base.Orientation)
+def _orientation_value(value: Any) -> int | None:
     if isinstance(value, (tuple, list)):
         value = value[0] if value else None
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def _tiff_orientation(img: Image.Image) -> int | None:
+    tags = getattr(img, "tag_v2", None)
+    return _orientation_value(tags.get(_ORIENTATION)) if tags is not None else None
 
 
 def _text(value: Any) -> str | None:

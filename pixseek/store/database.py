@@ -7,13 +7,20 @@ open, and a database written by a newer pixseek is refused rather than misread.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory file locks; concurrent first starts are not serialised
+    fcntl = None
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from pixseek.errors import PixseekError
@@ -50,12 +57,30 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations between processes (an indexer and a server starting together on a new
+    database would otherwise both create the tables). PostgreSQL: an advisory lock; SQLite: a lock file."""
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:" and fcntl:
+        with open(f"{database}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision; refuse a database from a newer pixseek."""
     config = _alembic_config()
     known = {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
     try:
-        with engine.begin() as connection:
+        with _migration_lock(engine), engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(7041751)"))  # held until commit
             current = set(MigrationContext.configure(connection).get_current_heads())
             unknown = current - known
             if unknown:

@@ -31,6 +31,7 @@ from transformers import (
     CLIPModel,
     CLIPProcessor,
     CLIPTokenizer,
+    PreTrainedConfig,
     PreTrainedModel,
     ProcessorMixin,
     TokenizersBackend,
@@ -104,13 +105,14 @@ def _train(template: TokenizersBackend, model: models.Model, trainer: trainers.T
     return json.loads(tokenizer.to_str())["model"]
 
 
-# Determinism: the BPE/WordPiece trainers number a word-final ("x</w>") or word-internal ("##x")
-# symbol when they first meet it in a hash map, i.e. in a different order every process, and break
-# merge ties by those numbers. Passing every such symbol as a special token numbers them up front.
-
-
 def _clip_tokenizer() -> CLIPTokenizer:
-    """Byte-level BPE with CLIP's ``</w>`` suffix; every byte is in the vocab, so nothing maps to unk."""
+    """Byte-level BPE with CLIP's ``</w>`` suffix; every byte is in the vocab, so nothing maps to unk.
+
+    The BPE and WordPiece trainers number a word-final (``x</w>``) or word-internal (``##x``) symbol
+    when they first meet it while iterating a hash map, i.e. in a different order in every process,
+    and break merge ties by those numbers. Listing every such symbol as a special token numbers them
+    up front, which makes training reproducible.
+    """
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     trainer = trainers.BpeTrainer(
         vocab_size=1000,
@@ -125,7 +127,7 @@ def _clip_tokenizer() -> CLIPTokenizer:
 
 
 def _bert_tokenizer() -> BertTokenizer:
-    """WordPiece with BERT's special tokens in their usual order ([PAD] = 0)."""
+    """WordPiece with BERT's special tokens first ([PAD] = 0); ``##x`` pre-listed as for CLIP."""
     template = BertTokenizer()
     chars = sorted(set("".join(_words(template))) | set(EXTRA_CHARS))
     trainer = trainers.WordPieceTrainer(
@@ -168,8 +170,8 @@ def _xlm_roberta_tokenizer() -> XLMRobertaTokenizer:
 def _clip_image_processor(size: int) -> CLIPImageProcessorPil:
     """CLIP preprocessing (resize shortest edge, center crop) at ``size``.
 
-    The PIL backend is used explicitly: torchvision is not installed, and the saved config still
-    names ``CLIPImageProcessor``, so loaders pick whichever backend their environment has.
+    The PIL backend is named explicitly because torchvision may be absent; the saved config still
+    says ``CLIPImageProcessor``, so loading picks whichever backend the environment has.
     """
     return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
@@ -183,7 +185,9 @@ def _special_ids(tokenizer: TokenizersBackend) -> dict[str, int]:
     }
 
 
-def _save(model_cls: type[PreTrainedModel], config: Any, processor: ProcessorMixin, out_dir: Path) -> Path:
+def _save(
+    model_cls: type[PreTrainedModel], config: PreTrainedConfig, processor: ProcessorMixin, out_dir: Path
+) -> Path:
     """Instantiate ``model_cls`` with seeded random weights; save it and ``processor`` into ``out_dir``."""
     torch.manual_seed(SEED)
     model = model_cls(config)
