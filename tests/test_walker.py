@@ -7,10 +7,10 @@ import logging
 import os
 from pathlib import Path
 
-import hostile_files as hf
 import pytest
 from PIL import Image
 
+import hostile_files as hf
 from pixseek.indexer.walker import FileEntry, walk_images
 
 
@@ -44,6 +44,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 
 
 @needs_symlinks
+@pytest.mark.timeout(30)  # a walker that follows loops must fail, not hang
 def test_hostile_tree_yields_every_file_once(tree: tuple[Path, dict[str, str]]) -> None:
     root, expected = tree
     assert (root / hf.LOOP_LINK).is_symlink() and (root / hf.BROKEN_LINK).is_symlink()
@@ -122,6 +123,7 @@ def test_include_and_exclude(tmp_path: Path) -> None:
 
 
 @needs_symlinks
+@pytest.mark.timeout(30)  # a walker that follows loops must fail, not hang
 def test_symlinked_folders_are_followed_once(tmp_path: Path) -> None:
     _write(tmp_path, "real/a.png")
     _write(tmp_path, "outside/b.png")

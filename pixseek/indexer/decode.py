@@ -7,7 +7,6 @@ indexer can record and show, never as a crash of the worker or an out-of-memory 
 
 from __future__ import annotations
 
-import contextvars
 import io
 import logging
 import math
@@ -24,9 +23,11 @@ from PIL.JpegImagePlugin import JpegImageFile
 log = logging.getLogger(__name__)
 
 # The biggest legitimate inputs we expect are ~100-150 MP (medium-format sensors, stitched phone
-# panoramas). 200 MP keeps those while bounding one decode at ~600 MB of RGB (plus the source-mode
-# copy), which a few parallel workers can afford; a 1-bit PNG can claim far more in a few kB.
-DEFAULT_MAX_PIXELS = 200_000_000
+# panoramas). This keeps those while bounding one decode at ~540 MB of RGB, which a few parallel
+# workers can afford; a 1-bit PNG can claim far more in a few kB. It equals Pillow's own refusal
+# threshold (2 x Image.MAX_IMAGE_PIXELS): Image.open refuses anything larger before we see it, so a
+# larger max_pixels has no effect unless the application raises Pillow's limit too.
+DEFAULT_MAX_PIXELS = 178_956_970
 
 HEIF_HINT = "HEIF support needs pillow-heif: pip install pixseek[heif]"
 
@@ -138,46 +139,6 @@ def _ensure_heif_opener() -> bool:
 
 # --- pixel limit ----------------------------------------------------------------------------------
 
-# Pillow checks sizes in Image.open and again inside some plugins (GIF frames, TIFF tiles) against
-# the process-wide Image.MAX_IMAGE_PIXELS. We want our own per-call limit there, without changing
-# what every other Pillow user in the process gets. So the check is wrapped once: inside
-# decode_image (a context variable is set) it enforces max_pixels; everywhere else, including other
-# threads, it defers to Pillow's original check unchanged.
-_pixel_limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("pixseek_pixel_limit", default=None)
-_hook_lock = threading.Lock()
-_hook_installed = False
-
-
-class _PixelLimitExceeded(Image.DecompressionBombError):
-    def __init__(self, pixels: int, limit: int) -> None:
-        super().__init__(f"{pixels} > limit {limit}")
-
-
-def _install_pixel_limit_hook() -> None:
-    global _hook_installed
-    with _hook_lock:
-        if _hook_installed:  # once only: re-wrapping whatever is there would stack wrappers forever
-            return
-        _hook_installed = True
-        original = getattr(Image, "_decompression_bomb_check", None)
-        if original is None:
-            # Private Pillow API gone: Pillow's global limit still applies, and decode_image checks
-            # the header size itself, so large-but-allowed images may fail but nothing gets through.
-            log.warning("Pillow has no _decompression_bomb_check; its global pixel limit applies")
-            return
-
-        def check(size: tuple[int, int], *args: Any, **kwargs: Any) -> None:
-            limit = _pixel_limit.get()
-            if limit is None:
-                return original(size, *args, **kwargs)
-            pixels = max(1, size[0]) * max(1, size[1])
-            if pixels > limit:
-                raise _PixelLimitExceeded(pixels, limit)
-            return None
-
-        Image._decompression_bomb_check = check
-
-
 # --- decoding ---------------------------------------------------------------------------------------
 
 _TRANSPOSE = {
@@ -215,8 +176,6 @@ def decode_image(
     if fmt == "HEIF":
         _ensure_heif_opener()
 
-    _install_pixel_limit_hook()
-    token = _pixel_limit.set(max_pixels)
     try:
         return _decode(data, fmt, min_side, max_pixels)
     except DecodeError:
@@ -225,8 +184,6 @@ def decode_image(
         if _declared_longer(data, fmt):  # libwebp only says "could not create decoder object"
             raise DecodeError("truncated image") from exc
         raise DecodeError(_reason_for(exc, fmt)) from exc
-    finally:
-        _pixel_limit.reset(token)
 
 
 def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> DecodedImage:
@@ -241,7 +198,7 @@ def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> Dec
             raise DecodeError(HEIF_HINT) from None
         raise
     width, height = img.size  # TIFF already reports this upright, see below
-    if width * height > max_pixels:  # normally caught in Image.open already, via the hook
+    if width * height > max_pixels:  # checked from the header, before any pixel is decoded
         raise DecodeError(f"too many pixels ({width * height} > limit {max_pixels})")
     if min_side is not None and isinstance(img, JpegImageFile):
         # The shorter side scales with the longer one, so a square request keeps it >= min_side
@@ -309,8 +266,6 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 def _reason_for(exc: Exception, fmt: str) -> str:
     """Boil a Pillow/OS exception down to a reason a user can act on."""
-    if isinstance(exc, _PixelLimitExceeded):
-        return f"too many pixels ({exc})"
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"too many pixels (Pillow: {exc})"
     if isinstance(exc, UnidentifiedImageError):  # its message only names the BytesIO object
