@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -29,6 +30,7 @@ app = typer.Typer(
     help="pixseek: semantic image search. Index photo folders, then search them by text or by image.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts contain [brackets] and paths, not markup
 )
 # Messages carry user data (paths with brackets, model ids): never interpret them as rich markup.
 out = Console(markup=False)
@@ -74,6 +76,10 @@ def _user_errors() -> Iterator[None]:
     """Errors a user can fix print as one line with exit code 2, never as a traceback."""
     try:
         yield
+    except ValidationError as error:  # a bad option value or PIXSEEK_* environment variable
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        err.print(f"error: invalid setting: {problems}", style="red")
+        raise typer.Exit(2) from None
     except (PixseekError, FileNotFoundError, NotADirectoryError, ValueError) as error:
         err.print(f"error: {error}", style="red")
         raise typer.Exit(2) from None
@@ -85,6 +91,14 @@ ModelOption = Annotated[
         "--model",
         "-m",
         help=f"Preset, hub id or local checkpoint dir [default: {DEFAULT_MODEL}]. {_PRESETS_HELP}",
+    ),
+]
+SearchModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model for the query [default: the one the collection was built with; must match it]",
     ),
 ]
 DeviceOption = Annotated[str | None, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1 ...")]
@@ -209,7 +223,7 @@ def search(
     image_format: Annotated[
         list[str] | None, typer.Option("--format", help="Only this format: JPEG, PNG, ... (repeatable)")
     ] = None,
-    model: ModelOption = None,
+    model: SearchModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
     as_json: JsonOption = False,
@@ -355,7 +369,7 @@ def drop(
     name: Annotated[str, typer.Argument(help="Collection to delete with its index (files on disk stay)")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
-    """Delete a collection, e.g. before re-indexing with another model."""
+    """Delete a collection and its index, to re-index with another model, say."""
     with _user_errors():
         library = Library(_settings(ctx, collection=name))
         try:
