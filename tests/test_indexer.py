@@ -180,3 +180,28 @@ def test_collection_refuses_another_model(settings: Settings, dual_dir: Path, ph
         other.searcher(str(dual_dir)).by_text("a cat")
     library.close()
     other.close()
+
+
+def test_undecodable_file_name_is_reported_not_fatal(library: Library, photos: Path) -> None:
+    raw = os.fsencode(photos / "indoor") + b"/caf\xe9.png"  # Latin-1 bytes: not valid UTF-8
+    with open(raw, "wb") as handle:
+        handle.write(next(photos.rglob("coffee.png")).read_bytes())
+    report, _ = run_index(library, photos)
+    assert [reason for _, reason in report.failed if "UTF-8" in reason] == [
+        "file name is not valid UTF-8; rename the file"
+    ]
+    assert report.embedded >= 25
+    assert_consistent(library)
+
+
+def test_index_and_search_on_each_database(database_url: str, settings: Settings, photos: Path) -> None:
+    library = Library(settings.model_copy(update={"database_url": database_url}))
+    report, _ = run_index(library, photos / "indoor")
+    assert report.embedded > 5 and library.store.stats(library.collection().id).indexed == report.embedded
+    shutil.move(photos / "indoor", photos / "moved")
+    moved, encoder = run_index(library, photos)
+    assert moved.moved == report.embedded and encoder.image_calls > 0  # outdoor/ is new, indoor/ moved
+    query = next((photos / "moved").rglob("*.png"))
+    assert library.searcher().by_image_file(query, k=1)[0].path == str(query)
+    assert_consistent(library)
+    library.close()

@@ -61,6 +61,14 @@ class _Prepared:
     vanished: bool = False
 
 
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -164,6 +172,12 @@ class Indexer:
         report.scanned = len(entries)
         todo: list[FileEntry] = []
         for entry in entries:
+            if not _storable(str(entry.path)):
+                # Undecodable bytes in a file name (surrogate escapes) cannot be stored as SQL text.
+                report.failed.append(
+                    (ascii(str(entry.path)), "file name is not valid UTF-8; rename the file")
+                )
+                continue
             row = known.get(str(entry.path))
             unchanged = row is not None and row.size == entry.size and row.mtime_ns == entry.mtime_ns
             if unchanged and not (retry_failed and row.status == STATUS_FAILED):
