@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+GPU_MAX_K = 2048
+
 
 def gpu_count() -> int:
     """GPUs usable by FAISS: zero unless faiss-gpu is installed and sees a device."""
@@ -134,9 +136,10 @@ class VectorIndex:
         return fresh
 
     # ---- search ------------------------------------------------------------------------------
-    def _search_index(self) -> faiss.Index:
-        """A GPU replica for unfiltered search when faiss-gpu sees a GPU; the CPU index stays the truth."""
-        if gpu_count() == 0 or self.index.ntotal == 0:
+    def _search_index(self, k: int) -> faiss.Index:
+        """A GPU replica for unfiltered search when faiss-gpu sees a GPU; the CPU index stays the truth.
+        GPU indexes answer at most k=2048, so larger requests stay on the CPU."""
+        if gpu_count() == 0 or self.index.ntotal == 0 or k > GPU_MAX_K:
             return self.index
         if self._gpu_index is None:
             self._gpu_index = faiss.index_cpu_to_all_gpus(self.index)
@@ -151,7 +154,7 @@ class VectorIndex:
         with self._lock:
             if allowed_ids is None:
                 k = min(k, int(self.index.ntotal)) or 1
-                return self._search_index().search(queries, k)
+                return self._search_index(k).search(queries, k)
             if len(allowed_ids) == 0:
                 empty = np.zeros((len(queries), 0))
                 return empty.astype(np.float32), empty.astype(np.int64)
