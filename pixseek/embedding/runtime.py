@@ -1,8 +1,9 @@
 """Device and numeric precision choices for the model towers.
 
 ``auto`` must do the fast thing on every machine without the user knowing the hardware:
-fp16 on CUDA, bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX: ~3.6x faster than fp32
-for CLIP ViT-B/32 on a 2-core AVX512-BF16 machine), fp32 elsewhere, where emulated bf16 is slower.
+fp16 on CUDA, bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX: the CLIP ViT-B/32 image
+tower runs 2.2x faster than fp32 on a 2-core AVX512-BF16 machine, docs/benchmarks.md), fp32
+elsewhere, where emulated bf16 is slower.
 """
 
 from __future__ import annotations
