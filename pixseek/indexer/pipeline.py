@@ -9,6 +9,7 @@ the batch in flight, and the next run skips everything already committed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -43,7 +44,6 @@ class IndexReport:
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-    interrupted: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -187,20 +187,19 @@ class Indexer:
                 report.unchanged += 1
             else:
                 todo.append(entry)
-        if progress:
-            progress(report.unchanged, len(entries))
-        run = _Run(self, known, report, progress, len(entries))
+        run = _Run(self, known, report, progress, total=len(entries), done=len(entries) - len(todo))
         try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-decode") as pool:
-                for prepared in self._prepared_stream(pool, todo):
+            with (
+                ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-decode") as pool,
+                # Closed explicitly so that on Ctrl-C the queued files are cancelled, not decoded.
+                contextlib.closing(self._prepared_stream(pool, todo)) as stream,
+            ):
+                for prepared in stream:
                     run.take(prepared)
-                run.flush()
+            run.flush()
             if sweep:
                 walked = {str(entry.path) for entry in entries}
                 run.sweep(path for path in known if path not in walked)
-        except KeyboardInterrupt:
-            report.interrupted = True
-            raise
         finally:
             self.save_vectors()
             report.seconds = time.perf_counter() - started
@@ -211,14 +210,23 @@ class _Run:
     """State of one indexing run: the batch being filled and the moves already made."""
 
     def __init__(
-        self, indexer: Indexer, known: dict[str, KnownFile], report: IndexReport, progress, total: int
+        self,
+        indexer: Indexer,
+        known: dict[str, KnownFile],
+        report: IndexReport,
+        progress: ProgressCallback | None,
+        *,
+        total: int,
+        done: int,
     ):
         self.indexer = indexer
         self.known = known
         self.report = report
         self.progress = progress
         self.total = total
-        self.done = report.unchanged
+        self.done = done
+        if progress:
+            progress(done, total)
         self.batch = ChangeBatch()
         self.pixels: list[np.ndarray] = []
         self.facts: list[FileFacts] = []
