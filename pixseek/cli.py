@@ -385,5 +385,58 @@ def drop(
     err.print(f"dropped {name}")
 
 
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    roots: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--root", "-r", help="Library folder to index and serve (repeatable) [env PIXSEEK_LIBRARY_ROOTS]"
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(help="Key required by mutating endpoints [env PIXSEEK_API_KEY]")
+    ] = None,
+    allow_no_key: Annotated[
+        bool, typer.Option(help="Allow binding a non-loopback address without an API key")
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Allow browser calls from this origin (repeatable); default: CORS off"),
+    ] = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+) -> None:
+    """Serve the REST API (docs at /docs) and the search page (at /) over the library roots."""
+    import uvicorn
+
+    from pixseek.api.app import create_app
+    from pixseek.api.config import ServerSettings
+
+    with _user_errors():
+        overrides = {
+            "library_roots": roots,
+            "api_key": api_key,
+            "cors_origins": cors_origin,
+            "model": model,
+            "device": device,
+            "precision": precision,
+        }
+        settings = ServerSettings(**{**ctx.obj, **{k: v for k, v in overrides.items() if v is not None}})
+        if host not in _LOOPBACK and not settings.api_key and not allow_no_key:
+            raise PixseekError(
+                f"refusing to serve on {host} without an API key: set --api-key (or PIXSEEK_API_KEY), "
+                "or pass --allow-no-key if the network is trusted"
+            )
+        application = create_app(settings)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 if __name__ == "__main__":
     sys.exit(app())

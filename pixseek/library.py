@@ -76,6 +76,11 @@ class Library:
     def index_path(self, collection: CollectionInfo) -> Path:
         return self.settings.index_dir / f"{collection.name}.faiss"
 
+    @property
+    def loaded_vectors(self) -> VectorIndex | None:
+        """The index if this process already loaded it (metrics must not trigger a load)."""
+        return self._vectors
+
     def vectors(self, collection: CollectionInfo) -> VectorIndex:
         """The collection's FAISS index, loaded once and reconciled with SQL."""
         if self._vectors is None:

@@ -193,3 +193,18 @@ def test_file_root(tmp_path: Path) -> None:
     assert [entry.path for entry in walk_images([image])] == [image]
     assert list(walk_images([_write(tmp_path, "notes.txt", b"hello")])) == []
     assert list(walk_images([image], exclude=["*.png"])) == []
+
+
+def test_follow_symlinks_false_skips_links_out_of_the_root(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "secret.png")
+    root = tmp_path / "root"
+    root.mkdir()
+    Image.new("RGB", (8, 8)).save(root / "own.png")
+    (root / "link-dir").symlink_to(outside)
+    (root / "link.png").symlink_to(outside / "secret.png")
+    followed = {entry.path.name for entry in walk_images([root])}
+    confined = {entry.path.name for entry in walk_images([root], follow_symlinks=False)}
+    assert followed == {"own.png", "secret.png"}  # link-dir/secret.png; link.png is the same file
+    assert confined == {"own.png"}

@@ -163,6 +163,7 @@ class Indexer:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         include_hidden: bool = False,
+        follow_symlinks: bool = True,
         sweep: bool = True,
         retry_failed: bool = False,
         progress: ProgressCallback | None = None,
@@ -170,7 +171,15 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport()
         roots = [Path(os.path.abspath(root)) for root in roots]
-        entries = list(walk_images(roots, include=include, exclude=exclude, include_hidden=include_hidden))
+        entries = list(
+            walk_images(
+                roots,
+                include=include,
+                exclude=exclude,
+                include_hidden=include_hidden,
+                follow_symlinks=follow_symlinks,
+            )
+        )
         known = self.store.known_files(self.collection.id, [str(root) for root in roots])
         report.scanned = len(entries)
         todo: list[FileEntry] = []

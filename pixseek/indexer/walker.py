@@ -39,8 +39,12 @@ def walk_images(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     include_hidden: bool = False,
+    follow_symlinks: bool = True,
 ) -> Iterator[FileEntry]:
     """Yield image files under ``roots`` (files or folders) in a stable, sorted order.
+
+    ``follow_symlinks=False`` skips every symlink below a root: a server confined to its library
+    roots must not be led outside them by a link.
 
     Patterns are fnmatch globs, matched case-insensitively (cameras write ".JPG") against the path
     relative to its root with "/" separators, the same with a leading "/" (so "*/thumbs/*" also
@@ -55,7 +59,7 @@ def walk_images(
             checked.append((absolute, absolute.stat()))
         except FileNotFoundError:
             raise FileNotFoundError(errno.ENOENT, f"image root does not exist: {root}", str(root)) from None
-    return _walk(checked, _compile(include), _compile(exclude), include_hidden)
+    return _walk(checked, _compile(include), _compile(exclude), include_hidden, follow_symlinks)
 
 
 def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -76,6 +80,7 @@ def _walk(
     include: re.Pattern[str] | None,
     exclude: re.Pattern[str] | None,
     include_hidden: bool,
+    follow_symlinks: bool,
 ) -> Iterator[FileEntry]:
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -116,6 +121,9 @@ def _walk(
                 continue
             name = entry.name
             if name.startswith(".") and not include_hidden:
+                continue
+            if not follow_symlinks and entry.is_symlink():
+                log.debug("skipping symlink %s", entry.path)
                 continue
             rel = prefix + name
             try:

@@ -1,0 +1,345 @@
+"""The REST API and the web page, as one FastAPI application.
+
+``create_app(ServerSettings(library_roots=[...], data_dir=..., api_key=...))`` builds it; ``pixseek
+serve`` runs it with uvicorn. Handlers that run the model or touch files are plain ``def`` so that
+FastAPI runs them in its thread pool and the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+import pixseek
+from pixseek.api.config import ServerSettings
+from pixseek.api.jobs import Job
+from pixseek.api.metrics import Metrics
+from pixseek.api.roots import PathRefusedError
+from pixseek.api.schemas import (
+    MAX_K,
+    MAX_OFFSET,
+    CollectionStatus,
+    Filters,
+    ImageInfo,
+    IndexRequest,
+    JobInfo,
+    Problem,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    StatusResponse,
+)
+from pixseek.api.state import AppState
+from pixseek.errors import NotFoundError, PixseekError
+from pixseek.indexer.decode import DecodeError, decode_image
+from pixseek.search.searcher import SearchHit
+from pixseek.store.database import DatabaseError
+from pixseek.store.models import STATUS_INDEXED, ImageRecord
+from pixseek.store.repository import CollectionMismatchError, SearchFilters
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+MEDIA_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+    "HEIF": "image/heif",
+    "AVIF": "image/avif",
+}
+ERRORS = {400: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}}
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    state = AppState(settings)
+    metrics = Metrics(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.warm_up()
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="pixseek",
+        version=pixseek.__version__,
+        summary="Semantic image search over your image folders",
+        lifespan=lifespan,
+    )
+    app.state.pixseek = state
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.observe(getattr(route, "path", "static"), request.method, response.status_code, started)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    _install_error_handlers(app)
+
+    def require_key(request: Request) -> None:
+        """Mutating endpoints: the configured key in X-API-Key or 'Authorization: Bearer <key>'."""
+        if settings.api_key is None:
+            return
+        supplied = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            supplied = supplied or bearer[7:].strip()
+        if not hmac.compare_digest(supplied.encode(), settings.api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    # ---- helpers that turn store rows into API objects ---------------------------------------------
+    def image_info(record: ImageRecord) -> ImageInfo | None:
+        located = state.roots.locate(record.path)
+        if located is None:
+            return None
+        root, relative = located
+        return ImageInfo(
+            id=record.id,
+            path=relative,
+            root=root,
+            format=record.format,
+            width=record.width,
+            height=record.height,
+            size_bytes=record.size,
+            taken_at=record.taken_at,
+            camera=record.camera,
+            gps_lat=record.gps_lat,
+            gps_lon=record.gps_lon,
+            thumbnail_url=f"/images/{record.id}/thumbnail",
+            file_url=f"/images/{record.id}/file",
+            similar_url=f"/images/{record.id}/similar",
+        )
+
+    def page(hits: list[SearchHit], offset: int, k: int, started: float) -> SearchResponse:
+        window = hits[offset : offset + k]
+        records = state.library.store.images([hit.id for hit in window])
+        results = []
+        for hit in window:
+            info = image_info(records[hit.id]) if hit.id in records else None
+            if info is not None:
+                results.append(SearchResult(image=info, score=hit.score))
+        more = len(hits) >= offset + k and offset + k < MAX_OFFSET
+        return SearchResponse(
+            results=results,
+            offset=offset,
+            k=k,
+            next_offset=offset + k if more else None,
+            took_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def search_filters(filters: Filters) -> SearchFilters:
+        return SearchFilters(
+            folders=state.scope(filters.folders),
+            taken_after=filters.taken_after,
+            taken_before=filters.taken_before,
+            min_width=filters.min_width,
+            min_height=filters.min_height,
+            formats=tuple(filters.formats),
+        )
+
+    def indexed_record(image_id: int) -> ImageRecord:
+        record = state.library.store.images([image_id]).get(image_id)
+        collection = state.searcher().collection
+        if record is None or record.collection_id != collection.id or record.status != STATUS_INDEXED:
+            raise NotFoundError(f"no indexed image {image_id}")
+        if state.roots.locate(record.path) is None:  # indexed from elsewhere: never served here
+            raise NotFoundError(f"no indexed image {image_id}")
+        return record
+
+    # ---- search ----------------------------------------------------------------------------------
+    @app.post("/search", response_model=SearchResponse, responses=ERRORS, tags=["search"])
+    def search(request: SearchRequest) -> SearchResponse:
+        """Text search, in any language the collection's model knows."""
+        started = time.perf_counter()
+        filters = search_filters(request.filters)
+        hits = state.searcher().by_text(request.query, request.offset + request.k, filters)
+        return page(hits, request.offset, request.k, started)
+
+    @app.post(
+        "/search/image",
+        response_model=SearchResponse,
+        responses=ERRORS | {413: {"model": Problem}},
+        tags=["search"],
+    )
+    def search_image(
+        file: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, ...)")],
+        k: Annotated[int, Form(ge=1, le=MAX_K)] = 24,
+        offset: Annotated[int, Form(ge=0, le=MAX_OFFSET)] = 0,
+        filters: Annotated[str | None, Form(description="Filters as JSON, like in POST /search")] = None,
+    ) -> SearchResponse:
+        """Search by an uploaded image. Size and pixel count are capped; nothing is fetched by URL."""
+        started = time.perf_counter()
+        parsed = Filters.model_validate_json(filters) if filters else Filters()
+        data = file.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
+        try:
+            image = decode_image(data, max_pixels=settings.max_upload_pixels).image
+        except DecodeError as error:
+            raise HTTPException(400, f"not a usable image: {error.reason}") from None
+        hits = state.searcher().by_image(image, offset + k, search_filters(parsed))
+        return page(hits, offset, k, started)
+
+    @app.get("/images/{image_id}/similar", response_model=SearchResponse, responses=ERRORS, tags=["search"])
+    def similar(
+        image_id: int,
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 24,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> SearchResponse:
+        """More like this: neighbours of an indexed image (itself excluded), from its stored vector."""
+        started = time.perf_counter()
+        indexed_record(image_id)
+        hits = state.searcher().like(image_id, offset + k, search_filters(Filters()))
+        return page(hits, offset, k, started)
+
+    # ---- images ----------------------------------------------------------------------------------
+    @app.get("/images/{image_id}", response_model=ImageInfo, responses=ERRORS, tags=["images"])
+    def image(image_id: int) -> ImageInfo:
+        return image_info(indexed_record(image_id))
+
+    @app.get("/images/{image_id}/thumbnail", responses=ERRORS, tags=["images"], response_class=FileResponse)
+    def thumbnail(request: Request, image_id: int, size: int = 256) -> Response:
+        """A JPEG thumbnail (sizes 128, 256 or 512), cached on disk and by browsers (ETag)."""
+        if size not in settings.thumbnail_sizes:
+            raise HTTPException(400, f"size must be one of {', '.join(map(str, settings.thumbnail_sizes))}")
+        record = indexed_record(image_id)
+        etag = f'"{record.content_hash}-{size}"'
+        headers = {"ETag": etag, "Cache-Control": "public, max-age=604800"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        try:
+            path = state.thumbnails.get(record.path, record.content_hash, size)
+        except FileNotFoundError:
+            raise NotFoundError(f"the file of image {image_id} is gone; re-index its folder") from None
+        except (OSError, DecodeError) as error:
+            raise HTTPException(422, f"cannot make a thumbnail: {getattr(error, 'reason', error)}") from None
+        return FileResponse(path, media_type="image/jpeg", headers=headers)
+
+    @app.get("/images/{image_id}/file", responses=ERRORS, tags=["images"], response_class=FileResponse)
+    def original(image_id: int) -> Response:
+        """The original file of an indexed image inside a library root (never any other path)."""
+        record = indexed_record(image_id)
+        if not Path(record.path).is_file():
+            raise NotFoundError(f"the file of image {image_id} is gone; re-index its folder")
+        return FileResponse(
+            record.path,
+            media_type=MEDIA_TYPES.get(record.format or "", "application/octet-stream"),
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    # ---- indexing and status ---------------------------------------------------------------------
+    def job_info(job: Job) -> JobInfo:
+        return JobInfo(
+            id=job.id,
+            state=job.state,
+            paths=job.paths,
+            done=job.done,
+            total=job.total,
+            embedded=job.embedded,
+            failed=job.failed,
+            error=job.error,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+    @app.post(
+        "/index",
+        response_model=JobInfo,
+        status_code=202,
+        responses=ERRORS | {401: {"model": Problem}, 409: {"model": Problem}},
+        dependencies=[Depends(require_key)],
+        tags=["indexing"],
+    )
+    def start_index(request: IndexRequest | None = None) -> JobInfo:
+        """Index every library root, or one sub-path of a root; returns the job to poll."""
+        if not state.roots:
+            raise HTTPException(409, "no library roots configured (pixseek serve --root PATH)")
+        path = request.path if request else None
+        paths = [state.roots.resolve(path)] if path else state.roots.paths
+        return job_info(state.jobs.submit(paths))
+
+    @app.get("/jobs/{job_id}", response_model=JobInfo, responses=ERRORS, tags=["indexing"])
+    def get_job(job_id: str) -> JobInfo:
+        job = state.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}")
+        return job_info(job)
+
+    @app.get("/status", response_model=StatusResponse, tags=["service"])
+    def status() -> StatusResponse:
+        store = state.library.store
+        collection = store.collection(settings.collection)
+        summary = None
+        if collection is not None:
+            stats = store.stats(collection.id)
+            summary = CollectionStatus(
+                name=collection.name,
+                model=collection.model_id,
+                dim=collection.dim,
+                precision=collection.precision,
+                indexed=stats.indexed,
+                failed=stats.failed,
+                vectors=len(state.library.vectors(collection)),
+            )
+        encoder = state.loaded_encoder
+        return StatusResponse(
+            version=pixseek.__version__,
+            collection=summary,
+            roots=state.roots.by_name,
+            device=f"{encoder.device} ({encoder.precision})" if encoder else None,
+            jobs=[job_info(job) for job in state.jobs.all()],
+        )
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
+    def prometheus() -> Response:
+        """Prometheus text format: request counts and latencies, images indexed, jobs running."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    if WEB_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Errors a client can act on become 4xx with a one-line reason, never a 500."""
+
+    def problem(status: int, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    handlers = {
+        PathRefusedError: 403,
+        NotFoundError: 404,
+        CollectionMismatchError: 409,
+        PixseekError: 400,
+        ValidationError: 422,
+    }
+    for error_type, status in handlers.items():
+        app.add_exception_handler(error_type, lambda _r, e, status=status: problem(status, str(e)))
+    app.add_exception_handler(DatabaseError, lambda _r, e: problem(503, str(e)))

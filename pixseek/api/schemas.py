@@ -1,0 +1,117 @@
+"""Request and response models of the REST API: the OpenAPI document at /docs is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_K = 200
+MAX_OFFSET = 10_000
+
+
+class Filters(BaseModel):
+    """Narrow a search; every field is optional. Applied inside the vector search, so a page is full
+    whenever enough matching images exist."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folders: list[str] = Field(
+        default=[], description="Folders relative to a library root, e.g. '2021/summer'"
+    )
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    min_width: int | None = Field(default=None, ge=1)
+    min_height: int | None = Field(default=None, ge=1)
+    formats: list[Literal["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF"]] = []
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000, description="Text in any language the model knows")
+    k: int = Field(default=24, ge=1, le=MAX_K, description="Results per page")
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
+    filters: Filters = Filters()
+
+    @field_validator("query")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the query is blank")
+        return value.strip()
+
+
+class ImageInfo(BaseModel):
+    id: int
+    path: str = Field(description="Path relative to its library root")
+    root: str = Field(description="Library root the image belongs to")
+    format: str | None
+    width: int | None
+    height: int | None
+    size_bytes: int
+    taken_at: datetime | None
+    camera: str | None
+    gps_lat: float | None
+    gps_lon: float | None
+    thumbnail_url: str
+    file_url: str
+    similar_url: str
+
+
+class SearchResult(BaseModel):
+    image: ImageInfo
+    score: float = Field(description="First-stage cosine similarity")
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    offset: int
+    k: int
+    next_offset: int | None = Field(description="Offset of the next page, or null when this one is the last")
+    took_ms: float
+
+
+class IndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(
+        default=None,
+        description="A sub-path of a library root ('ROOT_NAME/sub/folder'); omit to index every root",
+    )
+
+
+class JobInfo(BaseModel):
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    paths: list[str]
+    done: int
+    total: int | None
+    embedded: int
+    failed: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class CollectionStatus(BaseModel):
+    name: str
+    model: str
+    dim: int
+    precision: str
+    indexed: int
+    failed: int
+    vectors: int
+
+
+class StatusResponse(BaseModel):
+    version: str
+    collection: CollectionStatus | None
+    roots: dict[str, str] = Field(description="Library root name -> absolute path")
+    device: str | None
+    jobs: list[JobInfo]
+
+
+class Problem(BaseModel):
+    detail: str

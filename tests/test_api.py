@@ -1,0 +1,259 @@
+"""The REST API with FastAPI's TestClient on the tiny CLIP checkpoint: every endpoint, auth,
+limits, traversal attempts and bad uploads."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from pixseek.api.app import create_app
+from pixseek.api.config import ServerSettings
+from pixseek.config import Settings
+from pixseek.library import Library
+
+KEY = "s3cret-key"
+
+
+def wait_for_job(client: TestClient, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def jpeg_bytes(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(path).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path, clip_dir: Path, photos: Path) -> ServerSettings:
+    return ServerSettings(
+        data_dir=tmp_path / "data",
+        model=str(clip_dir),
+        precision="fp32",
+        device="cpu",
+        batch_size=8,
+        library_roots=[photos],
+    )
+
+
+@pytest.fixture
+def client(server_settings: ServerSettings):
+    with TestClient(create_app(server_settings)) as client:
+        job = client.post("/index").json()
+        assert wait_for_job(client, job["id"])["state"] == "done"
+        yield client
+
+
+def test_search_pages_similar_and_image_endpoints(client: TestClient, photos: Path) -> None:
+    first = client.post("/search", json={"query": "a cat", "k": 5})
+    assert first.status_code == 200
+    body = first.json()
+    assert len(body["results"]) == 5 and body["next_offset"] == 5
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    second = client.post("/search", json={"query": "a cat", "k": 5, "offset": 5}).json()
+    assert not {r["image"]["id"] for r in body["results"]} & {r["image"]["id"] for r in second["results"]}
+    everything = client.post("/search", json={"query": "a cat", "k": 200}).json()
+    assert everything["next_offset"] is None and len(everything["results"]) < 200
+
+    hit = body["results"][0]["image"]
+    assert hit["root"] == "photos" and not hit["path"].startswith("/")
+    assert (photos / hit["path"]).is_file()
+    assert client.get(f"/images/{hit['id']}").json() == hit
+
+    similar = client.get(hit["similar_url"], params={"k": 4}).json()["results"]
+    assert len(similar) == 4 and hit["id"] not in [r["image"]["id"] for r in similar]
+
+    thumb = client.get(hit["thumbnail_url"], params={"size": 128})
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(thumb.content)).size) <= 128
+    assert "max-age" in thumb.headers["cache-control"]
+    again = client.get(hit["thumbnail_url"], params={"size": 128}, headers={"If-None-Match": thumb.headers["etag"]})
+    assert again.status_code == 304
+
+    original = client.get(hit["file_url"])
+    assert original.status_code == 200 and original.content == (photos / hit["path"]).read_bytes()
+
+
+def test_search_by_uploaded_image_ranks_it_first(client: TestClient, photos: Path) -> None:
+    chelsea = next(photos.rglob("chelsea.png"))
+    response = client.post(
+        "/search/image", files={"file": ("q.png", chelsea.read_bytes(), "image/png")}, data={"k": "3"}
+    )
+    assert response.status_code == 200
+    assert response.json()["results"][0]["image"]["path"] == str(chelsea.relative_to(photos))
+
+
+def test_filters_use_root_relative_folders(client: TestClient) -> None:
+    body = client.post(
+        "/search", json={"query": "a photo", "k": 50, "filters": {"folders": ["photos/outdoor"], "formats": ["PNG"]}}
+    ).json()
+    assert body["results"] and all(r["image"]["path"].startswith("outdoor/") for r in body["results"])
+    assert all(r["image"]["format"] == "PNG" for r in body["results"])
+    none = client.post("/search", json={"query": "x", "filters": {"min_width": 100000}}).json()
+    assert none["results"] == [] and none["next_offset"] is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"query": ""}, 422),
+        ({"query": "   "}, 422),
+        ({"query": "cat", "k": 0}, 422),
+        ({"query": "cat", "k": 201}, 422),
+        ({"query": "cat", "offset": -1}, 422),
+        ({"query": "cat", "colour": "red"}, 422),
+        ({"query": "cat", "filters": {"formats": ["EXE"]}}, 422),
+        ({"query": "cat", "filters": {"taken_after": "yesterday"}}, 422),
+        ({"query": "cat", "filters": {"folders": ["../etc"]}}, 403),
+        ({"query": "cat", "filters": {"folders": ["/etc"]}}, 403),
+        ({"query": "cat", "filters": {"folders": ["nosuchroot/x"]}}, 403),
+    ],
+)
+def test_bad_search_requests_get_4xx_with_reason(client: TestClient, payload: dict, status: int) -> None:
+    response = client.post("/search", json=payload)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+
+
+def test_bad_uploads(client: TestClient, photos: Path, server_settings: ServerSettings) -> None:
+    def upload(data: bytes, **form) -> tuple[int, str]:
+        response = client.post("/search/image", files={"file": ("q", data, "image/jpeg")}, data=form)
+        return response.status_code, str(response.json()["detail"])
+
+    assert upload(b"hello, I am text") == (400, "not a usable image: not an image (text)")
+    good = jpeg_bytes(next(photos.rglob("chelsea.png")))
+    status, detail = upload(good[: len(good) // 2])
+    assert status == 400 and "truncated" in detail
+    assert upload(b"")[0] == 400
+    assert upload(b"x" * (server_settings.max_upload_bytes + 1))[0] == 413
+    assert upload(good, k="0")[0] == 422
+    assert upload(good, filters="{not json")[0] == 422
+    huge = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(huge, "PNG")  # 64 MP > the 50 MP upload cap, a few kB
+    status, detail = upload(huge.getvalue())
+    assert status == 400 and "too many pixels" in detail
+    assert client.post("/search/image", data={"k": "3"}).status_code == 422
+
+
+def test_not_found_and_bad_parameters(client: TestClient) -> None:
+    assert client.get("/images/999999").status_code == 404
+    assert client.get("/images/999999/thumbnail").status_code == 404
+    assert client.get("/images/999999/file").status_code == 404
+    assert client.get("/images/999999/similar").status_code == 404
+    assert client.get("/images/abc").status_code == 422
+    assert client.get("/jobs/nope").status_code == 404
+    some_id = client.post("/search", json={"query": "x", "k": 1}).json()["results"][0]["image"]["id"]
+    assert client.get(f"/images/{some_id}/thumbnail", params={"size": 100000}).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc", "photos/../..", "photos/../../etc", "photos%2F..%2F..", "nosuch/x"])
+def test_index_refuses_paths_outside_the_roots(client: TestClient, path: str) -> None:
+    response = client.post("/index", json={"path": path})
+    assert response.status_code == 403 and response.json()["detail"]
+
+
+def test_symlinks_out_of_a_root_are_neither_indexed_nor_served(
+    tmp_path: Path, server_settings: ServerSettings, photos: Path, clip_dir: Path
+) -> None:
+    outside = tmp_path / "private"
+    outside.mkdir()
+    Image.new("RGB", (64, 64), "red").save(outside / "secret.png")
+    (photos / "escape").symlink_to(outside)
+    (photos / "escape.png").symlink_to(outside / "secret.png")
+    # The CLI may have indexed files elsewhere into the same collection: the server must not serve them.
+    library = Library(Settings(data_dir=server_settings.data_dir, model=str(clip_dir), precision="fp32"))
+    library.indexer(library.load_encoder()).run([outside])
+    library.close()
+    with TestClient(create_app(server_settings)) as client:
+        wait_for_job(client, client.post("/index").json()["id"])
+        assert client.post("/index", json={"path": "photos/escape"}).status_code == 403
+        results = client.post("/search", json={"query": "red", "k": 200}).json()["results"]
+        assert results and not any("secret" in r["image"]["path"] or "escape" in r["image"]["path"] for r in results)
+        secret = next(r for r in client.get("/status").json()["jobs"])  # the job ran
+        assert secret["state"] == "done"
+        hidden = Library(Settings(data_dir=server_settings.data_dir)).store
+        collection = hidden.collection("default")
+        secret_id = hidden.image_by_path(collection.id, str(outside / "secret.png")).id
+        hidden.close()
+        for url in (f"/images/{secret_id}", f"/images/{secret_id}/file", f"/images/{secret_id}/thumbnail"):
+            assert client.get(url).status_code == 404, url
+
+
+def test_api_key_guards_mutating_endpoints(server_settings: ServerSettings) -> None:
+    settings = server_settings.model_copy(update={"api_key": KEY})
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/index").status_code == 401
+        assert client.post("/index", headers={"X-API-Key": "wrong"}).status_code == 401
+        job = client.post("/index", headers={"X-API-Key": KEY})
+        assert job.status_code == 202
+        wait_for_job(client, job.json()["id"])
+        assert client.post("/index", headers={"Authorization": f"Bearer {KEY}"}).status_code == 202
+        assert client.post("/search", json={"query": "cat"}).status_code == 200  # reading needs no key
+
+
+def test_searches_keep_working_while_indexing(client: TestClient, photos: Path) -> None:
+    for i in range(3):  # more files for the job to write while searches run
+        shutil.copytree(photos / "indoor", photos / f"copy{i}")
+        for file in (photos / f"copy{i}").iterdir():
+            with open(file, "ab") as handle:  # new content: embedded, not reused
+                handle.write(bytes([i]))
+    job = client.post("/index").json()
+    errors: list[str] = []
+
+    def searcher() -> None:
+        for _ in range(15):
+            response = client.post("/search", json={"query": "a cat", "k": 10})
+            if response.status_code != 200:
+                errors.append(response.text)
+
+    threads = [threading.Thread(target=searcher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wait_for_job(client, job["id"])["state"] == "done"
+    assert errors == []
+
+
+def test_status_health_metrics_and_docs(client: TestClient) -> None:
+    status = client.get("/status").json()
+    assert status["collection"]["indexed"] > 20 and status["collection"]["vectors"] == status["collection"]["indexed"]
+    assert list(status["roots"]) == ["photos"] and status["jobs"][0]["state"] == "done"
+    assert status["device"] == "cpu (fp32)"
+    assert client.get("/health").json() == {"status": "ok"}
+    client.post("/search", json={"query": "cat"})
+    metrics = client.get("/metrics").text
+    assert 'pixseek_requests_total{method="POST",route="/search",status="200"}' in metrics
+    assert "pixseek_vectors " in metrics
+    schema = client.get("/openapi.json").json()
+    assert {"/search", "/search/image", "/images/{image_id}/similar", "/index", "/jobs/{job_id}"} <= set(schema["paths"])
+
+
+def test_cors_is_off_by_default(client: TestClient, server_settings: ServerSettings) -> None:
+    preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/search", headers=preflight).headers
+    allowed = server_settings.model_copy(update={"cors_origins": ["http://app.example"]})
+    with TestClient(create_app(allowed)) as cors_client:
+        response = cors_client.options("/search", headers={**preflight, "Origin": "http://app.example"})
+        assert response.headers["access-control-allow-origin"] == "http://app.example"
+
+
+def test_search_before_anything_is_indexed_says_what_to_do(server_settings: ServerSettings) -> None:
+    with TestClient(create_app(server_settings)) as client:
+        response = client.post("/search", json={"query": "cat"})
+        assert response.status_code == 404 and "pixseek index" in response.json()["detail"]
+        assert client.get("/status").json()["collection"] is None
