@@ -1,0 +1,1 @@
+"""REST API: FastAPI application over the library roots (``pixseek serve``)."""

@@ -1,0 +1,1 @@
+"""The search page, static HTML/CSS/JS served by the API at ``/``."""
