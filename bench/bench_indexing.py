@@ -32,10 +32,8 @@ import datetime
 import functools
 import io
 import json
-import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,17 +48,15 @@ import torch
 import transformers
 from PIL import Image
 
+from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info
 from pixseek.config import Settings
 from pixseek.embedding.encoder import DualEncoder
-from pixseek.embedding.runtime import cpu_has_native_bf16, resolve_precision
+from pixseek.embedding.runtime import resolve_precision
 from pixseek.indexer.decode import decode_image
 from pixseek.indexer.pipeline import content_hash
 from pixseek.indexer.walker import walk_images
 from pixseek.library import Library
-from pixseek.testing.tiny_models import build_clip
 
-DEFAULT_WORK_DIR = Path(__file__).resolve().parent / ".work"
-CHECKPOINT_NAME = "clip-vit-b32-random"
 # Colour photographs among scikit-image's samples; greyscale and synthetic ones would compress
 # unlike camera output.
 SOURCE_PHOTOS = (
@@ -83,26 +79,7 @@ NOISE_SIGMA = 8.0
 WARMUP_IMAGES = 4
 
 
-def log(message: str) -> None:
-    """Progress on stderr, so stdout stays the machine-readable report."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # ---- setup ---------------------------------------------------------------------------------------
-
-
-def ensure_checkpoint(work_dir: Path) -> Path:
-    """Build the full-size random CLIP once; built in a temp dir and renamed, so a crash leaves none."""
-    target = work_dir / CHECKPOINT_NAME
-    if (target / "model.safetensors").exists() and (target / "processor_config.json").exists():
-        return target
-    log(f"building full-size CLIP ViT-B/32 (random weights) in {target}")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="ckpt-", dir=work_dir))
-    build_clip(staging, full_size=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
 
 
 def _load_sources() -> list[Image.Image]:
@@ -297,32 +274,6 @@ class Measurement:
     @property
     def label(self) -> str:
         return self.path if self.workers is None else f"{self.path} (workers={self.workers})"
-
-
-def machine_info() -> dict[str, Any]:
-    """What a reader needs to compare numbers across machines."""
-    cpu, family, model = "unknown", "?", "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "model name" and cpu == "unknown":
-                cpu = value
-            elif key == "cpu family" and family == "?":
-                family = value
-            elif key == "model" and model == "?":
-                model = value
-    return {
-        "cpu": cpu,
-        "cpu_family_model": f"{family}/{model}",
-        "cores": os.cpu_count(),
-        "native_bf16": cpu_has_native_bf16(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "transformers": transformers.__version__,
-        "pillow": Image.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def ratio_rows(results: list[Measurement]) -> list[dict[str, Any]]:
