@@ -17,6 +17,7 @@ from pixseek.api.thumbnails import ThumbnailCache
 from pixseek.embedding import DualEncoder
 from pixseek.indexer.pipeline import IndexReport
 from pixseek.library import Library
+from pixseek.search.batching import TextQueryBatcher
 from pixseek.search.searcher import Searcher
 from pixseek.store.repository import SearchFilters
 
@@ -29,12 +30,15 @@ class AppState:
         self.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails")
         self._lock = threading.RLock()
         self._encoder: DualEncoder | None = None
+        self._text_batcher: TextQueryBatcher | None = None
         self._searcher: Searcher | None = None
         self._outside_roots: tuple[int, bool] | None = None  # (generation, any image outside roots)
         self.jobs = JobManager(self._run_index, on_finished=self._forget_searcher)
 
     def close(self) -> None:
         self.jobs.close()
+        if self._text_batcher is not None:
+            self._text_batcher.close()
         self.library.close()
 
     def warm_up(self) -> None:
@@ -55,12 +59,19 @@ class AppState:
                 )
             return self._encoder
 
+    def query_encoder(self) -> TextQueryBatcher:
+        """The encoder for search requests: concurrent text queries share forward passes."""
+        with self._lock:
+            if self._text_batcher is None:
+                self._text_batcher = TextQueryBatcher(self.encoder())
+            return self._text_batcher
+
     def searcher(self) -> Searcher:
         with self._lock:
             if self._searcher is None:
                 collection = self.library.collection()
                 self._searcher = Searcher(
-                    self.library.store, collection, self.library.vectors(collection), self.encoder
+                    self.library.store, collection, self.library.vectors(collection), self.query_encoder
                 )
             return self._searcher
 
