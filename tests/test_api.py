@@ -155,6 +155,9 @@ def test_not_found_and_bad_parameters(client: TestClient) -> None:
     assert client.get("/images/999999/file").status_code == 404
     assert client.get("/images/999999/similar").status_code == 404
     assert client.get("/images/abc").status_code == 422
+    assert client.get("/images/0").status_code == 422
+    assert client.get(f"/images/{2**64}").status_code == 422
+    assert client.get(f"/images/{2**64}/similar").status_code == 422
     assert client.get("/jobs/nope").status_code == 404
     some_id = client.post("/search", json={"query": "x", "k": 1}).json()["results"][0]["image"]["id"]
     assert client.get(f"/images/{some_id}/thumbnail", params={"size": 100000}).status_code == 400

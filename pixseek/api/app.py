@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -58,6 +59,7 @@ MEDIA_TYPES = {
     "HEIF": "image/heif",
     "AVIF": "image/avif",
 }
+ImageId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Image id, as in search results")]
 ERRORS = {400: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}}
 
 
@@ -204,7 +206,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/images/{image_id}/similar", response_model=SearchResponse, responses=ERRORS, tags=["search"])
     def similar(
-        image_id: int,
+        image_id: ImageId,
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 24,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> SearchResponse:
@@ -216,11 +218,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     # ---- images ----------------------------------------------------------------------------------
     @app.get("/images/{image_id}", response_model=ImageInfo, responses=ERRORS, tags=["images"])
-    def image(image_id: int) -> ImageInfo:
+    def image(image_id: ImageId) -> ImageInfo:
         return image_info(indexed_record(image_id))
 
     @app.get("/images/{image_id}/thumbnail", responses=ERRORS, tags=["images"], response_class=FileResponse)
-    def thumbnail(request: Request, image_id: int, size: int = 256) -> Response:
+    def thumbnail(request: Request, image_id: ImageId, size: int = 256) -> Response:
         """A JPEG thumbnail (sizes 128, 256 or 512), cached on disk and by browsers (ETag)."""
         if size not in settings.thumbnail_sizes:
             raise HTTPException(400, f"size must be one of {', '.join(map(str, settings.thumbnail_sizes))}")
@@ -238,7 +240,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return FileResponse(path, media_type="image/jpeg", headers=headers)
 
     @app.get("/images/{image_id}/file", responses=ERRORS, tags=["images"], response_class=FileResponse)
-    def original(image_id: int) -> Response:
+    def original(image_id: ImageId) -> Response:
         """The original file of an indexed image inside a library root (never any other path)."""
         record = indexed_record(image_id)
         if not Path(record.path).is_file():
