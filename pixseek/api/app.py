@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -61,6 +62,7 @@ MEDIA_TYPES = {
 }
 ImageId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Image id, as in search results")]
 ERRORS = {400: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}}
+PATH_ERRORS = ERRORS | {403: {"model": Problem, "description": "A path outside the library roots"}}
 
 
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
@@ -171,7 +173,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return record
 
     # ---- search ----------------------------------------------------------------------------------
-    @app.post("/search", response_model=SearchResponse, responses=ERRORS, tags=["search"])
+    @app.post("/search", response_model=SearchResponse, responses=PATH_ERRORS, tags=["search"])
     def search(request: SearchRequest) -> SearchResponse:
         """Text search, in any language the collection's model knows."""
         started = time.perf_counter()
@@ -182,7 +184,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     @app.post(
         "/search/image",
         response_model=SearchResponse,
-        responses=ERRORS | {413: {"model": Problem}},
+        responses=PATH_ERRORS | {413: {"model": Problem}},
         tags=["search"],
     )
     def search_image(
@@ -221,7 +223,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def image(image_id: ImageId) -> ImageInfo:
         return image_info(indexed_record(image_id))
 
-    @app.get("/images/{image_id}/thumbnail", responses=ERRORS, tags=["images"], response_class=FileResponse)
+    @app.get(
+        "/images/{image_id}/thumbnail",
+        responses=ERRORS | {304: {"description": "Not modified (ETag)"}},
+        tags=["images"],
+        response_class=FileResponse,
+    )
     def thumbnail(request: Request, image_id: ImageId, size: int = 256) -> Response:
         """A JPEG thumbnail (sizes 128, 256 or 512), cached on disk and by browsers (ETag)."""
         if size not in settings.thumbnail_sizes:
@@ -270,7 +277,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         "/index",
         response_model=JobInfo,
         status_code=202,
-        responses=ERRORS | {401: {"model": Problem}, 409: {"model": Problem}},
+        responses=PATH_ERRORS | {401: {"model": Problem}, 409: {"model": Problem}},
         dependencies=[Depends(require_key)],
         tags=["indexing"],
     )
@@ -333,15 +340,26 @@ def _install_error_handlers(app: FastAPI) -> None:
     """Errors a client can act on become 4xx with a one-line reason, never a 500."""
 
     def problem(status: int, detail: str) -> JSONResponse:
-        return JSONResponse({"detail": detail}, status_code=status)
+        # Client text echoed in a reason may hold lone surrogates, which UTF-8 cannot encode.
+        clean = detail.encode("utf-8", "replace").decode("utf-8")
+        return JSONResponse({"detail": clean}, status_code=status)
+
+    def invalid(_request: Request, error: RequestValidationError | ValidationError) -> JSONResponse:
+        """Validation errors as one line ('body.k: Input should be ...'), like every other error."""
+        reasons = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"])
+            reasons.append(f"{where}: {item['msg']}" if where else item["msg"])
+        return problem(422, "; ".join(reasons))
 
     handlers = {
         PathRefusedError: 403,
         NotFoundError: 404,
         CollectionMismatchError: 409,
         PixseekError: 400,
-        ValidationError: 422,
+        DatabaseError: 503,
     }
     for error_type, status in handlers.items():
         app.add_exception_handler(error_type, lambda _r, e, status=status: problem(status, str(e)))
-    app.add_exception_handler(DatabaseError, lambda _r, e: problem(503, str(e)))
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(ValidationError, invalid)

@@ -22,8 +22,8 @@ class Filters(BaseModel):
     )
     taken_after: datetime | None = None
     taken_before: datetime | None = None
-    min_width: int | None = Field(default=None, ge=1)
-    min_height: int | None = Field(default=None, ge=1)
+    min_width: int | None = Field(default=None, ge=1, le=1_000_000)
+    min_height: int | None = Field(default=None, ge=1, le=1_000_000)
     formats: list[Literal["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF"]] = []
 
 

@@ -1,1 +1,1 @@
-"""The search page, static HTML/CSS/JS served by the API at ``/``."""
+"""The web page (plain HTML, CSS and JavaScript in ``static/``), served by the API at ``/``."""

@@ -1,0 +1,284 @@
+"""The web page in headless Chromium (Debian's /usr/bin/chromium, driven by Python Playwright) against
+the real API on loopback, on the tiny CLIP checkpoint and the sample photos.
+
+Needs ``apt-get install -y chromium`` and ``pip install playwright`` (never ``playwright install``:
+it downloads browsers). Skipped without them, except with CI set, where they are required.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from pixseek.api.app import create_app
+from pixseek.api.config import ServerSettings
+from pixseek.library import Library
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
+TIMEOUT_MS = 20_000
+HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">.jpg"  # must show as text, never as markup
+
+
+def _require_browser():
+    """The Playwright module, or a skip (a failure with CI set) naming what is missing."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+        missing.append("the playwright package (pip install playwright)")
+    if missing:
+        reason = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return sync_api
+
+
+@pytest.fixture
+def server(tmp_path: Path, clip_dir: Path, photos: Path) -> Iterator[str]:
+    """The real app on a free loopback port, its library root (``photos``) indexed beforehand."""
+    shutil.copy2(next(photos.rglob("rocket.jpg")), photos / "outdoor" / HOSTILE_NAME)
+    settings = ServerSettings(
+        data_dir=tmp_path / "data",
+        model=str(clip_dir),
+        precision="fp32",
+        device="cpu",
+        batch_size=8,
+        decode_workers=2,
+        library_roots=[photos],
+    )
+    library = Library(settings)
+    try:
+        report = library.indexer(library.load_encoder()).run([photos])
+    finally:
+        library.close()
+    assert report.embedded >= 25
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not uvicorn_server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    sync_api = _require_browser()
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@contextlib.contextmanager
+def open_page(browser, base: str, width: int, height: int):
+    """A page that records script errors; failed requests are expected in the error-state checks."""
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=base)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error"
+            and not message.text.startswith("Failed to load resource")
+            and problems.append(f"console: {message.text}")
+        ),
+    )
+    try:
+        yield page
+        assert problems == [], problems
+    finally:
+        context.close()
+
+
+def card_names(page) -> list[str]:
+    return page.locator("#grid .card .thumb img").evaluate_all("imgs => imgs.map(i => i.alt)")
+
+
+def wait_for_results(page, summary_part: str) -> None:
+    page.locator("#summary").filter(has_text=summary_part).wait_for()
+    page.locator("#grid .card").first.wait_for()
+
+
+def no_horizontal_scroll(page) -> bool:
+    return page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+
+
+def test_search_page_in_a_browser(browser, server: str, photos: Path, tmp_path: Path) -> None:
+    indexed = httpx.get(f"{server}/status", timeout=10).json()["collection"]["indexed"]
+    assert indexed > 24, "the results must need two pages"
+    chelsea = next(photos.rglob("chelsea.png"))
+    chelsea_name = f"photos/{chelsea.relative_to(photos).as_posix()}"
+
+    with open_page(browser, server, 1280, 900) as page:
+        offsets = []
+        page.on("request", lambda r: r.url.endswith("/search") and offsets.append(r.post_data_json["offset"]))
+        page.goto("/")
+        page.locator("#status").filter(has_text="images").wait_for()
+
+        # Text search with Enter: a page of thumbnails that really loaded, scores, more on scroll.
+        page.get_by_label("Search images").fill("a cat")
+        page.get_by_label("Search images").press("Enter")
+        wait_for_results(page, "“a cat”")
+        assert "q=a+cat" in page.url
+        page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
+        page.locator("#summary").filter(has_text=f"{indexed} images for “a cat”").wait_for()
+        assert offsets == [0, 24], "the second page comes with next_offset when the end is in view"
+        assert len(set(card_names(page))) == indexed
+        assert page.locator("#more").is_hidden()
+
+        # A file name that looks like markup stays text, in the grid and in the viewer.
+        hostile = page.locator("#grid .card").filter(has_text=HOSTILE_NAME)
+        assert hostile.locator(".name").inner_text() == HOSTILE_NAME
+        hostile.locator(".thumb").click()
+        assert page.locator("#viewer-title").inner_text() == HOSTILE_NAME
+        assert page.locator("img[src='x']").count() == 0 and page.title() == "pixseek"
+        page.keyboard.press("Escape")
+        page.locator("#viewer").wait_for(state="hidden")
+
+        # The viewer: metadata, Esc closes it and gives focus back to the page.
+        page.locator("#grid .thumb").first.click()
+        viewer = page.locator("#viewer")
+        viewer.wait_for()
+        assert viewer.locator("dt").first.inner_text() == "Path"
+        assert viewer.locator("dd").first.inner_text().startswith("photos/")
+        assert "File size" in viewer.locator("dl").inner_text()
+        page.keyboard.press("Escape")
+        viewer.wait_for(state="hidden")
+        assert page.evaluate("() => document.activeElement.classList.contains('thumb')")
+
+        # Search by an uploaded image: that image comes first with a cosine of ~1.
+        page.set_input_files("#file", str(chelsea))
+        wait_for_results(page, "the image chelsea.png")
+        assert card_names(page)[0] == chelsea_name
+        assert page.locator("#grid .score").first.inner_text() in ("1.000", "0.999")
+
+        # More like this: the image itself is excluded.
+        page.locator("#grid .card").first.get_by_role("button", name="More like").click()
+        wait_for_results(page, f"like {chelsea_name}")
+        assert chelsea_name not in card_names(page)
+        assert "like=" in page.url
+
+        # Paste an image (Ctrl-V) and drop one: both search by it.
+        for event in ("paste", "drop"):
+            page.evaluate(
+                """async ([event, url]) => {
+                    const blob = await (await fetch(url)).blob();
+                    const data = new DataTransfer();
+                    data.items.add(new File([blob], event + ".png", {type: "image/png"}));
+                    const init = {bubbles: true, cancelable: true};
+                    document.dispatchEvent(event === "paste"
+                        ? new ClipboardEvent("paste", {...init, clipboardData: data})
+                        : new DragEvent("drop", {...init, dataTransfer: data}));
+                }""",
+                [event, page.locator("#grid img").first.get_attribute("src")],
+            )
+            wait_for_results(page, f"the image {event}.png")
+
+        # Empty state: a filter that matches nothing.
+        page.locator("#filters summary").click()
+        page.get_by_label("Taken after").fill("2099-01-01")
+        page.get_by_label("Search images").fill("a cat")
+        page.get_by_label("Search images").press("Enter")
+        page.locator("#message.empty").filter(has_text="No images for “a cat”").wait_for()
+        assert "removing a filter" in page.locator("#message").inner_text()
+        assert page.locator("#grid .card").count() == 0
+
+        # Error state: the API's detail is shown.
+        page.get_by_role("button", name="Clear filters").click()
+        page.get_by_label("Folder").fill("nosuchroot/x")
+        page.get_by_label("Search images").press("Enter")
+        error = page.get_by_role("alert")
+        error.filter(has_text="no library root named 'nosuchroot'").wait_for()
+        page.get_by_role("button", name="Clear filters").click()
+
+        # Indexing progress: a job started over the API shows up and reports what it did.
+        shutil.copy2(chelsea, photos / "new-cat.png")
+        job = httpx.post(f"{server}/index", json={"path": None}, timeout=10)
+        assert job.status_code == 202, job.text
+        page.locator("#jobs .job").filter(has_text="1 embedded").wait_for()
+
+    # The re-rank toggle stays hidden while /status has no "rerankers" key, and is sent once it has.
+    with open_page(browser, server, 1280, 900) as page:
+        page.goto("/")
+        page.locator("#status").filter(has_text="images").wait_for()
+        assert page.get_by_label("Re-rank").count() == 1 and page.get_by_label("Re-rank").is_hidden()
+
+        def with_rerankers(route) -> None:
+            status = route.fetch().json()
+            route.fulfill(json={**status, "rerankers": ["bridgetower", "blip2"]})
+
+        page.route("**/status", with_rerankers)
+        page.reload()
+        page.locator("#filters summary").click()
+        rerank = page.get_by_label("Re-rank")
+        rerank.wait_for()
+        options = rerank.locator("option").evaluate_all("os => os.map(o => o.value)")
+        assert options == ["none", "bridgetower", "blip2", "both"]
+        rerank.select_option("both")
+        with page.expect_request("**/search") as request:
+            page.get_by_label("Search images").fill("a cat")
+            page.get_by_label("Search images").press("Enter")
+        assert request.value.post_data_json["rerank"] == "both"
+        # Results once the API takes "rerank"; until then its 422 reason, formatted for people.
+        outcome = page.locator("#grid .card, [role=alert]").first
+        outcome.wait_for()
+        if outcome.get_attribute("role") == "alert":
+            assert "rerank: Extra inputs are not permitted" in outcome.inner_text()
+
+    # Phone-sized screen: two columns, no horizontal scroll, the viewer fits.
+    with open_page(browser, server, 375, 800) as page:
+        page.goto("/?q=a%20dog")
+        wait_for_results(page, "“a dog”")
+        page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
+        assert no_horizontal_scroll(page)
+        columns = page.locator("#grid").evaluate("g => getComputedStyle(g).gridTemplateColumns")
+        assert len(columns.split()) == 2, columns
+        page.locator("#filters summary").click()
+        assert no_horizontal_scroll(page)
+        page.screenshot(path=str(tmp_path / "phone.png"))
+        page.locator("#grid .thumb").first.click()
+        page.locator("#viewer dl").wait_for()
+        assert no_horizontal_scroll(page)
+        box = page.locator("#viewer").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+        page.screenshot(path=str(tmp_path / "phone-viewer.png"))
