@@ -236,6 +236,9 @@ def test_status_health_metrics_and_docs(client: TestClient) -> None:
     status = client.get("/status").json()
     assert status["collection"]["indexed"] > 20 and status["collection"]["vectors"] == status["collection"]["indexed"]
     assert list(status["roots"]) == ["photos"] and status["jobs"][0]["state"] == "done"
+    assert status["jobs"][0]["paths"] == ["photos"]
+    sub = client.post("/index", json={"path": "photos/indoor"}).json()
+    assert sub["paths"] == ["photos/indoor"] and wait_for_job(client, sub["id"])["state"] == "done"
     assert status["device"] == "cpu (fp32)"
     assert client.get("/health").json() == {"status": "ok"}
     client.post("/search", json={"query": "cat"})

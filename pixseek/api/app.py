@@ -263,7 +263,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return JobInfo(
             id=job.id,
             state=job.state,
-            paths=job.paths,
+            paths=[state.roots.display(path) for path in job.paths],
             done=job.done,
             total=job.total,
             embedded=job.embedded,

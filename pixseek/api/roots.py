@@ -58,6 +58,14 @@ class LibraryRoots:
             raise PathRefusedError(f"{user_path!r} leads out of its library root")
         return resolved
 
+    def display(self, absolute_path: str) -> str:
+        """'ROOT_NAME/sub/dir' for a path inside a root: clients never see server paths."""
+        located = self.locate(absolute_path)
+        if located is None:
+            return absolute_path
+        root, relative = located
+        return root if relative == "." else f"{root}/{relative}"
+
     def locate(self, absolute_path: str) -> tuple[str, str] | None:
         """(root name, path relative to it) for a stored path whose real location is inside a root."""
         real = os.path.realpath(absolute_path)

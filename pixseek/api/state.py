@@ -45,6 +45,7 @@ class AppState:
         """Load the model and index at start-up, not on the first user's request."""
         if self.library.store.collection(self.settings.collection) is not None:
             self.searcher()
+            self.query_encoder()
 
     @property
     def loaded_encoder(self) -> DualEncoder | None:

@@ -348,15 +348,8 @@ function renderRerank(status) {
 }
 
 /** "/srv/photos/2021" -> "photos/2021" with the server's roots {name: absolute path}. */
-function rootRelative(path, roots) {
-  for (const [name, root] of Object.entries(roots)) {
-    if (path === root || path.startsWith(`${root}/`)) return name + path.slice(root.length);
-  }
-  return path;
-}
-
-function jobLine(job, roots) {
-  const where = job.paths.length ? job.paths.map((p) => rootRelative(p, roots)).join(", ") : "all folders";
+function jobLine(job) {
+  const where = job.paths.length ? job.paths.join(", ") : "all folders";
   if (job.state === "queued") return h("div", { className: "job" }, `Indexing ${where}: queued`);
   if (job.state === "running") {
     const total = job.total ?? 0;
@@ -385,7 +378,7 @@ function renderStatus(status) {
     firstStatus = false;
   }
   const visible = jobs.filter((job) => !jobsSeenFinished.has(job.id)).slice(-3);
-  $("#jobs").replaceChildren(...visible.map((job) => jobLine(job, status.roots || {})));
+  $("#jobs").replaceChildren(...visible.map((job) => jobLine(job)));
   return jobs.some((job) => job.state === "queued" || job.state === "running");
 }
 
