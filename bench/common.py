@@ -9,6 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,19 @@ def log(message: str) -> None:
 
 
 def ensure_checkpoint(work_dir: Path) -> Path:
-    """Build the full-size random CLIP once; built in a temp dir and renamed, so a crash leaves none."""
-    target = work_dir / CHECKPOINT_NAME
+    """The full-size random CLIP ViT-B/32, built once."""
+    return ensure_built(work_dir, CHECKPOINT_NAME, build_clip)
+
+
+def ensure_built(work_dir: Path, name: str, build: Callable[..., Path]) -> Path:
+    """Build a full-size random checkpoint once; built in a temp dir and renamed, so a crash leaves none."""
+    target = work_dir / name
     if (target / "model.safetensors").exists() and (target / "processor_config.json").exists():
         return target
-    log(f"building full-size CLIP ViT-B/32 (random weights) in {target}")
+    log(f"building full-size {name} (random weights) in {target}")
     work_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="ckpt-", dir=work_dir))
-    build_clip(staging, full_size=True)
+    build(staging, full_size=True)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -6,8 +6,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,10 @@ from rich.table import Table
 from pixseek.config import DEFAULT_MODEL, Settings
 from pixseek.embedding import ENCODER_PRESETS
 from pixseek.errors import PixseekError
+from pixseek.indexer.pipeline import IndexReport
+from pixseek.indexer.watch import Watcher, WatchOptions, check_roots
 from pixseek.library import Library
+from pixseek.search.rerank import RERANKER_PRESETS, FillReport, RerankedSearch, rerank_search
 from pixseek.store.repository import ChangeBatch, SearchFilters
 from pixseek.store.vector_index import VectorIndex
 
@@ -107,6 +112,55 @@ PrecisionOption = Annotated[
     typer.Option(help="auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; or fp32|bf16|fp16"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+BridgeTowerModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="BridgeTower ITM checkpoint: preset, hub id or local dir "
+        f"[env PIXSEEK_BRIDGETOWER_MODEL; default: bridgetower = {RERANKER_PRESETS['bridgetower']}]"
+    ),
+]
+Blip2ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--blip2-model",
+        help="BLIP-2 ITM checkpoint: preset, hub id or local dir [env PIXSEEK_BLIP2_MODEL; default: "
+        f"blip2 = {RERANKER_PRESETS['blip2']}; blip2-coco = {RERANKER_PRESETS['blip2-coco']}]",
+    ),
+]
+
+
+def _progress_bar(show: bool, label: str = "indexing") -> tuple[Progress, Callable[[int, int], None]]:
+    """The indexing progress bar on stderr, and the indexer callback that drives it."""
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show,
+    )
+    task = progress.add_task("index", total=None, rate="")
+
+    def on_progress(done: int, total: int) -> None:
+        speed = progress.tasks[0].speed
+        progress.update(
+            task, completed=done, total=total, visible=True, rate=f"{speed:.1f} img/s" if speed else ""
+        )
+
+    return progress, on_progress
+
+
+def _print_report(console: Console, report: IndexReport, suffix: str = "") -> None:
+    console.print(
+        f"{report.scanned} files: {report.embedded} embedded ({report.images_per_second:.1f} img/s), "
+        f"{report.unchanged} unchanged, {report.moved} moved, {report.copied} copies reused, "
+        f"{report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s{suffix}"
+    )
+    for path, reason in report.failed[:20]:
+        console.print(f"  failed: {path}: {reason}")
+    if len(report.failed) > 20:
+        console.print(f"  ... and {len(report.failed) - 20} more (see `pixseek status`)")
 
 
 @app.command()
@@ -131,6 +185,15 @@ def index(
     retry_failed: Annotated[
         bool, typer.Option(help="Try again files that failed before, even if unchanged")
     ] = False,
+    rerank_cache: Annotated[
+        str | None,
+        typer.Option(
+            help="Then cache this re-ranker's image features (bridgetower, blip2 or both) for the whole "
+            "collection, up to the cache budget, so that `search --rerank` starts warm"
+        ),
+    ] = None,
+    bridgetower_model: BridgeTowerModelOption = None,
+    blip2_model: Blip2ModelOption = None,
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")] = False,
 ) -> None:
@@ -144,6 +207,8 @@ def index(
             precision=precision,
             batch_size=batch_size,
             decode_workers=workers,
+            bridgetower_model=bridgetower_model,
+            blip2_model=blip2_model,
         )
         for path in paths:
             if not path.exists():
@@ -151,22 +216,7 @@ def index(
         library = Library(settings)
         encoder = library.load_encoder()
         indexer = library.indexer(encoder)
-        show_progress = not (quiet or as_json)
-        progress = Progress(
-            TextColumn("indexing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not show_progress,
-        )
-        task = progress.add_task("index", total=None, rate="")
-
-        def on_progress(done: int, total: int) -> None:
-            speed = progress.tasks[0].speed
-            progress.update(task, completed=done, total=total, rate=f"{speed:.1f} img/s" if speed else "")
-
+        progress, on_progress = _progress_bar(show=not (quiet or as_json))
         try:
             with progress:
                 report = indexer.run(
@@ -178,24 +228,123 @@ def index(
                     retry_failed=retry_failed,
                     progress=on_progress,
                 )
+            fills = _fill_rerank_caches(library, rerank_cache, show=not (quiet or as_json))
         except KeyboardInterrupt:
             err.print("interrupted: finished batches are saved; run the same command again to resume")
             raise typer.Exit(130) from None
         finally:
             library.close()
     if as_json:
-        out.print_json(json.dumps({**asdict(report), "images_per_second": report.images_per_second}))
+        summary = {**asdict(report), "images_per_second": report.images_per_second}
+        if fills:
+            summary["rerank_cache"] = {kind: asdict(fill) for kind, fill in fills.items()}
+        out.print_json(json.dumps(summary))
     elif not quiet:
-        err.print(
-            f"{report.scanned} files: {report.embedded} embedded ({report.images_per_second:.1f} img/s), "
-            f"{report.unchanged} unchanged, {report.moved} moved, {report.copied} copies reused, "
-            f"{report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s "
-            f"[{encoder.model_id}, {encoder.device}, {encoder.precision}]"
+        _print_report(err, report, f" [{encoder.model_id}, {encoder.device}, {encoder.precision}]")
+        for kind, fill in fills.items():
+            err.print(
+                f"{kind} re-ranker cache: {fill.computed} images cached, {fill.already_cached} already "
+                f"were, {fill.over_budget} over the budget (cached when first searched), "
+                f"{len(fill.failed)} unreadable"
+            )
+
+
+def _fill_rerank_caches(library: Library, choice: str | None, show: bool) -> dict[str, FillReport]:
+    """``index --rerank-cache``: compute each chosen re-ranker's image features into its cache."""
+    fills = {}
+    for kind in library.rerank_kinds(choice) if choice else ():
+        scorer = library.scorer(kind)
+        progress, on_progress = _progress_bar(show, label=f"caching {kind} features")
+        with progress:
+            fills[kind] = library.fill_rerank_cache(scorer, on_progress)
+    return fills
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Folders to keep indexed (recursively)")],
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per model call [default: 32]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count]")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Only files matching this glob (repeatable)")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable)")
+    ] = None,
+    hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders")] = False,
+    poll: Annotated[
+        bool, typer.Option("--poll", help="Poll every folder instead of waiting for change events")
+    ] = False,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between two polls", min=0.1)] = 2.0,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a file must stay unchanged before it is indexed", min=0.05)
+    ] = 1.5,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summaries")] = False,
+) -> None:
+    """Keep the index in step with folders: first index what changed since the last run, then new,
+    changed, moved and deleted images as it happens, until Ctrl-C. Folders that send no change
+    events (network mounts, inotify watch limit reached) are polled; the log says which."""
+    with _user_errors():
+        settings = _settings(
+            ctx,
+            model=model,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            decode_workers=workers,
         )
-        for path, reason in report.failed[:20]:
-            err.print(f"  failed: {path}: {reason}")
-        if len(report.failed) > 20:
-            err.print(f"  ... and {len(report.failed) - 20} more (see `pixseek status`)")
+        check_roots(paths)
+        options = WatchOptions(
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+            include_hidden=hidden,
+            settle=settle,
+            force_polling=poll,
+            poll_interval=poll_interval,
+        )
+        library = Library(settings)
+        try:
+            indexer = library.indexer(library.load_encoder())
+            progress, on_progress = _progress_bar(show=not quiet)
+
+            def on_report(kind: str, report: IndexReport) -> None:
+                progress.reset(progress.task_ids[0], visible=False)
+                if not quiet and (kind == "reconcile" or report.changes):
+                    _print_report(progress.console, report, f" ({kind} {datetime.now():%H:%M:%S})")
+
+            watcher = Watcher(
+                indexer,
+                paths,
+                options,
+                data_dir=settings.data_dir,
+                progress=on_progress,
+                on_report=on_report,
+            )
+            with _sigterm_as_ctrl_c(), progress:
+                watcher.run()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a foreground watcher ends; run() has saved the index
+        finally:
+            library.close()
+    err.print("stopped watching")
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """``kill``, systemd and docker stop a service with SIGTERM: end as cleanly as on Ctrl-C, also
+    in the middle of a long reconcile (the indexer saves its finished batches on the way out)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()
@@ -226,9 +375,33 @@ def search(
     model: SearchModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-rank the candidates of a text query with image-text matching: bridgetower, blip2, "
+            "both (mean of their match probabilities) or none [env PIXSEEK_RERANK; default: none]. "
+            "Skipped for --image and --like: the re-rankers score text-image pairs"
+        ),
+    ] = None,
+    rerank_k: Annotated[
+        int | None,
+        typer.Option(
+            help="Candidates the re-rankers score (at least -k) [default: 50 on CPU, 128 on CUDA]",
+            min=1,
+            max=10_000,
+        ),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="With --rerank: drop results whose match probability is below this", min=0, max=1),
+    ] = None,
+    bridgetower_model: BridgeTowerModelOption = None,
+    blip2_model: Blip2ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search the collection by text, by an image file (--image) or by an indexed image (--like)."""
+    """Search the collection by text, by an image file (--image) or by an indexed image (--like).
+    Text queries can be re-ranked (--rerank): slower, but ordered by a model that reads the query
+    and each image together, with a match probability that --min-score can cut on."""
     with _user_errors():
         modes = [m for m in (query, image, like) if m is not None]
         if len(modes) != 1:
@@ -241,10 +414,40 @@ def search(
             min_height=min_height,
             formats=tuple(image_format or ()),
         )
-        library = Library(_settings(ctx, device=device, precision=precision))
+        library = Library(
+            _settings(
+                ctx,
+                device=device,
+                precision=precision,
+                rerank=rerank,
+                rerank_k=rerank_k,
+                bridgetower_model=bridgetower_model,
+                blip2_model=blip2_model,
+            )
+        )
+        kinds = library.rerank_kinds() if query is not None else ()
+        if min_score is not None and not kinds:
+            raise PixseekError(
+                "--min-score cuts on the re-rankers' match probability: add --rerank to a text query"
+            )
+        if query is None and rerank not in (None, "none"):
+            err.print("note: --rerank applies to text queries; not re-ranking this one")
+        reranked = None
         try:
             searcher = library.searcher(model)
-            if query is not None:
+            if kinds:
+                scorers = [library.scorer(kind) for kind in kinds]
+                reranked = rerank_search(
+                    searcher,
+                    query,
+                    scorers,
+                    k=k,
+                    rerank_k=library.rerank_k,
+                    min_score=min_score,
+                    filters=filters,
+                )
+                hits = reranked.hits
+            elif query is not None:
                 hits = searcher.by_text(query, k, filters)
             elif image is not None:
                 hits = searcher.by_image_file(image, k, filters)
@@ -252,21 +455,40 @@ def search(
                 hits = searcher.like(like, k, filters)
         finally:
             library.close()
+    if reranked is not None:
+        _report_rerank(reranked, min_score)
     if as_json:
         out.print_json(json.dumps([asdict(hit) for hit in hits], default=str))
         return
     if not hits:
         err.print("no results")
         return
-    table = Table("#", "score", "id", box=None)
+    score_columns = ["match", *kinds, "cosine"] if kinds else ["score"]
+    table = Table("#", *score_columns, "id", box=None)
     table.add_column("path", overflow="fold")  # the path is the answer: fold it, never cut it
     table.add_column("size")
     table.add_column("taken")
     for rank, hit in enumerate(hits, 1):
         size = f"{hit.width}x{hit.height}" if hit.width else ""
         taken = hit.taken_at.strftime("%Y-%m-%d") if hit.taken_at else ""
-        table.add_row(str(rank), f"{hit.score:.4f}", str(hit.id), hit.path, size, taken)
+        scores = [f"{hit.score:.4f}"]
+        if kinds:
+            itm = [hit.final_score, *((hit.rerank_scores or {}).get(kind) for kind in kinds)]
+            scores = [("-" if value is None else f"{value:.4f}") for value in itm] + scores
+        table.add_row(str(rank), *scores, str(hit.id), hit.path, size, taken)
     out.print(table)
+
+
+def _report_rerank(result: RerankedSearch, min_score: float | None) -> None:
+    """On stderr, whatever re-ranking could not score or dropped, so that nothing vanishes silently."""
+    if result.unscored:
+        err.print(
+            f"warning: {len(result.unscored)} of {result.candidates} candidates could not be re-ranked:"
+        )
+        for hit in result.unscored:
+            err.print(f"  {hit.path}: {hit.rerank_error}")
+    if min_score is not None and result.below_min_score:
+        err.print(f"{result.below_min_score} of {result.candidates} candidates below --min-score {min_score}")
 
 
 @app.command()
@@ -409,11 +631,21 @@ def serve(
         list[str] | None,
         typer.Option(help="Allow browser calls from this origin (repeatable); default: CORS off"),
     ] = None,
+    watch: Annotated[
+        bool | None,
+        typer.Option(
+            "--watch/--no-watch", help="Index changes in the roots as they happen [env PIXSEEK_WATCH]"
+        ),
+    ] = None,
+    poll: Annotated[
+        bool | None, typer.Option("--poll", help="Watch by polling (network mounts, inotify limits)")
+    ] = None,
     model: ModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
 ) -> None:
-    """Serve the REST API (docs at /docs) and the search page (at /) over the library roots."""
+    """Serve the REST API (docs at /docs) and the search page (at /) over the library roots;
+    with --watch, changes in the roots are indexed as they happen."""
     import uvicorn
 
     from pixseek.api.app import create_app
@@ -424,6 +656,8 @@ def serve(
             "library_roots": roots,
             "api_key": api_key,
             "cors_origins": cors_origin,
+            "watch": watch,
+            "watch_poll": poll,
             "model": model,
             "device": device,
             "precision": precision,

@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Rerank = Literal["none", "bridgetower", "blip2", "both"]
 DEFAULT_MODEL = "clip"
 
 
@@ -36,6 +37,17 @@ class Settings(BaseSettings):
     precision: Precision = "auto"
     batch_size: int = Field(default=32, ge=1, le=4096)
     decode_workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
+    # Re-ranking of text queries (pixseek.search.rerank). Off by default: each re-ranker is an extra
+    # multi-GB checkpoint that the user opts into.
+    rerank: Rerank = "none"
+    rerank_k: int | None = Field(
+        default=None, ge=1, le=10_000, description="candidates to re-rank; default 50 on CPU, 128 on CUDA"
+    )
+    bridgetower_model: str = Field(default="bridgetower", description="preset, hub id or local dir")
+    blip2_model: str = Field(default="blip2", description="preset (blip2, blip2-coco), hub id or local dir")
+    rerank_cache_mb: int = Field(
+        default=4096, ge=0, description="disk budget per re-ranker for cached image features; 0: off"
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -46,3 +58,7 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "indexes"
+
+    @property
+    def rerank_cache_dir(self) -> Path:
+        return self.data_dir / "rerank-cache"

@@ -8,17 +8,32 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pixseek.config import Settings
 from pixseek.embedding import DualEncoder, load_encoder
+from pixseek.embedding.runtime import resolve_device
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.indexer.pipeline import Indexer
+from pixseek.search.rerank import (
+    BATCH_SIZE,
+    RERANKER_KINDS,
+    CachedScorer,
+    FeatureCache,
+    FillReport,
+    ImageRef,
+    load_reranker,
+)
 from pixseek.search.searcher import Searcher
 from pixseek.store.repository import CollectionInfo, CollectionMismatchError, Store
 from pixseek.store.vector_index import VectorIndex
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Candidates re-ranked per text query unless rerank_k says otherwise. On a CPU, cached BLIP-2 costs
+# ~60 ms a pair in bf16 (docs/benchmarks.md), so 50 keeps a query within a few seconds; on CUDA the
+# 128 of BLIP-2's own retrieval evaluation costs well under a second.
+DEFAULT_RERANK_K = {"cpu": 50, "cuda": 128}
 
 
 class Library:
@@ -114,3 +129,50 @@ class Library:
         collection = self.collection()
         encoder = functools.cache(lambda: self.encoder_for(collection, model))
         return Searcher(self.store, collection, self.vectors(collection), encoder)
+
+    # ---- re-ranking ---------------------------------------------------------------------------
+    def rerank_kinds(self, choice: str | None = None) -> tuple[str, ...]:
+        """The re-rankers a ``--rerank`` choice (default: the setting) names, in a fixed order."""
+        choice = choice or self.settings.rerank
+        if choice == "none":
+            return ()
+        if choice == "both":
+            return RERANKER_KINDS
+        if choice not in RERANKER_KINDS:
+            raise PixseekError(f"unknown re-ranker {choice!r}; choose bridgetower, blip2, both or none")
+        return (choice,)
+
+    @property
+    def rerank_k(self) -> int:
+        if self.settings.rerank_k is not None:
+            return self.settings.rerank_k
+        return DEFAULT_RERANK_K[resolve_device(self.settings.device).type]
+
+    def scorer(self, kind: str) -> CachedScorer:
+        """The re-ranker of ``kind`` from its configured checkpoint, with its feature cache."""
+        name = self.settings.bridgetower_model if kind == "bridgetower" else self.settings.blip2_model
+        reranker = load_reranker(kind, name, device=self.settings.device, precision=self.settings.precision)
+        cache = None
+        if self.settings.rerank_cache_mb > 0:
+            cache = FeatureCache(
+                self.settings.rerank_cache_dir / reranker.features_id,
+                self.settings.rerank_cache_mb * 2**20,
+                reranker.feature_shape,
+                reranker.feature_dtype,
+            )
+        return CachedScorer(reranker, cache)
+
+    def fill_rerank_cache(
+        self, scorer: CachedScorer, progress: Callable[[int, int], None] | None = None
+    ) -> FillReport:
+        """Cache ``scorer``'s image features for the collection's images, up to its byte budget."""
+        if scorer.cache is None:
+            raise PixseekError("the re-ranker cache is off (rerank_cache_mb is 0); nothing to fill")
+        ids = self.store.indexed_ids(self.collection().id).tolist()
+
+        def refs() -> Iterator[ImageRef]:
+            for start in range(0, len(ids), 8 * BATCH_SIZE):
+                for record in self.store.images(ids[start : start + 8 * BATCH_SIZE]).values():
+                    yield ImageRef.from_record(record)
+
+        return scorer.fill(refs(), len(ids), progress)

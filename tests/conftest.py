@@ -21,7 +21,13 @@ import skimage
 from sqlalchemy import create_engine, text
 
 from pixseek.config import Settings
-from pixseek.testing.tiny_models import build_altclip, build_clip, build_dual_encoder
+from pixseek.testing.tiny_models import (
+    build_altclip,
+    build_blip2,
+    build_bridgetower,
+    build_clip,
+    build_dual_encoder,
+)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PIXSEEK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -103,3 +109,15 @@ def settings(tmp_path: Path, clip_dir: Path) -> Settings:
         batch_size=8,
         decode_workers=2,
     )
+
+
+@pytest.fixture(scope="session")
+def bridgetower_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny BridgeTowerForImageAndTextRetrieval + BridgeTowerProcessor (RoBERTa BPE tokenizer)."""
+    return build_bridgetower(tmp_path_factory.mktemp("bridgetower"))
+
+
+@pytest.fixture(scope="session")
+def blip2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny Blip2ForImageTextRetrieval + Blip2Processor (BERT WordPiece tokenizer with <image>)."""
+    return build_blip2(tmp_path_factory.mktemp("blip2"))

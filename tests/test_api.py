@@ -81,7 +81,9 @@ def test_search_pages_similar_and_image_endpoints(client: TestClient, photos: Pa
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.content)).size) <= 128
     assert "max-age" in thumb.headers["cache-control"]
-    again = client.get(hit["thumbnail_url"], params={"size": 128}, headers={"If-None-Match": thumb.headers["etag"]})
+    again = client.get(
+        hit["thumbnail_url"], params={"size": 128}, headers={"If-None-Match": thumb.headers["etag"]}
+    )
     assert again.status_code == 304
 
     original = client.get(hit["file_url"])
@@ -99,7 +101,8 @@ def test_search_by_uploaded_image_ranks_it_first(client: TestClient, photos: Pat
 
 def test_filters_use_root_relative_folders(client: TestClient) -> None:
     body = client.post(
-        "/search", json={"query": "a photo", "k": 50, "filters": {"folders": ["photos/outdoor"], "formats": ["PNG"]}}
+        "/search",
+        json={"query": "a photo", "k": 50, "filters": {"folders": ["photos/outdoor"], "formats": ["PNG"]}},
     ).json()
     assert body["results"] and all(r["image"]["path"].startswith("outdoor/") for r in body["results"])
     assert all(r["image"]["format"] == "PNG" for r in body["results"])
@@ -163,7 +166,9 @@ def test_not_found_and_bad_parameters(client: TestClient) -> None:
     assert client.get(f"/images/{some_id}/thumbnail", params={"size": 100000}).status_code == 400
 
 
-@pytest.mark.parametrize("path", ["../x", "/etc", "photos/../..", "photos/../../etc", "photos%2F..%2F..", "nosuch/x"])
+@pytest.mark.parametrize(
+    "path", ["../x", "/etc", "photos/../..", "photos/../../etc", "photos%2F..%2F..", "nosuch/x"]
+)
 def test_index_refuses_paths_outside_the_roots(client: TestClient, path: str) -> None:
     response = client.post("/index", json={"path": path})
     assert response.status_code == 403 and response.json()["detail"]
@@ -185,7 +190,9 @@ def test_symlinks_out_of_a_root_are_neither_indexed_nor_served(
         wait_for_job(client, client.post("/index").json()["id"])
         assert client.post("/index", json={"path": "photos/escape"}).status_code == 403
         results = client.post("/search", json={"query": "red", "k": 200}).json()["results"]
-        assert results and not any("secret" in r["image"]["path"] or "escape" in r["image"]["path"] for r in results)
+        assert results and not any(
+            "secret" in r["image"]["path"] or "escape" in r["image"]["path"] for r in results
+        )
         secret = next(r for r in client.get("/status").json()["jobs"])  # the job ran
         assert secret["state"] == "done"
         hidden = Library(Settings(data_dir=server_settings.data_dir)).store
@@ -234,7 +241,10 @@ def test_searches_keep_working_while_indexing(client: TestClient, photos: Path) 
 
 def test_status_health_metrics_and_docs(client: TestClient) -> None:
     status = client.get("/status").json()
-    assert status["collection"]["indexed"] > 20 and status["collection"]["vectors"] == status["collection"]["indexed"]
+    assert (
+        status["collection"]["indexed"] > 20
+        and status["collection"]["vectors"] == status["collection"]["indexed"]
+    )
     assert list(status["roots"]) == ["photos"] and status["jobs"][0]["state"] == "done"
     assert status["jobs"][0]["paths"] == ["photos"]
     sub = client.post("/index", json={"path": "photos/indoor"}).json()
@@ -246,7 +256,9 @@ def test_status_health_metrics_and_docs(client: TestClient) -> None:
     assert 'pixseek_requests_total{method="POST",route="/search",status="200"}' in metrics
     assert "pixseek_vectors " in metrics
     schema = client.get("/openapi.json").json()
-    assert {"/search", "/search/image", "/images/{image_id}/similar", "/index", "/jobs/{job_id}"} <= set(schema["paths"])
+    assert {"/search", "/search/image", "/images/{image_id}/similar", "/index", "/jobs/{job_id}"} <= set(
+        schema["paths"]
+    )
 
 
 def test_cors_is_off_by_default(client: TestClient, server_settings: ServerSettings) -> None:

@@ -40,6 +40,8 @@ from pixseek.api.schemas import (
     SearchResponse,
     SearchResult,
     StatusResponse,
+    WatchedRoot,
+    WatcherStatus,
 )
 from pixseek.api.state import AppState
 from pixseek.errors import NotFoundError, PixseekError
@@ -319,6 +321,24 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             roots=state.roots.by_name,
             device=f"{encoder.device} ({encoder.precision})" if encoder else None,
             jobs=[job_info(job) for job in state.jobs.all()],
+            watcher=watcher_status(),
+        )
+
+    def watcher_status() -> WatcherStatus | None:
+        if state.watcher is None:
+            return None
+        watched = state.watcher.state()
+        return WatcherStatus(
+            phase=watched.phase,
+            roots=[
+                WatchedRoot(path=state.roots.display(r.path), mode=r.mode, reason=r.reason)
+                for r in watched.roots
+            ],
+            pending=watched.pending,
+            last_error=watched.last_error,
+            last_error_at=watched.last_error_at,
+            last_change_at=watched.last_change_at,
+            totals=watched.totals,
         )
 
     @app.get("/health", tags=["service"])

@@ -18,3 +18,5 @@ class ServerSettings(Settings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_upload_pixels: int = Field(default=50_000_000, ge=1)
     thumbnail_sizes: tuple[int, ...] = (128, 256, 512)
+    watch: bool = Field(default=False, description="Keep the index in step with the roots (watchdog)")
+    watch_poll: bool = Field(default=False, description="Watch by polling (network mounts, no inotify)")

@@ -105,12 +105,29 @@ class CollectionStatus(BaseModel):
     vectors: int
 
 
+class WatchedRoot(BaseModel):
+    path: str = Field(description="Root name")
+    mode: str = Field(description="inotify (or the platform's native observer), polling, or starting")
+    reason: str | None = Field(description="Why the root is polled, when it is")
+
+
+class WatcherStatus(BaseModel):
+    phase: Literal["starting", "reconciling", "watching", "stopped"]
+    roots: list[WatchedRoot]
+    pending: int = Field(description="Changed paths waiting to settle, plus rescans not yet run")
+    last_error: str | None
+    last_error_at: datetime | None
+    last_change_at: datetime | None
+    totals: dict[str, int] = Field(description="embedded, moved, copied, removed, failed since start")
+
+
 class StatusResponse(BaseModel):
     version: str
     collection: CollectionStatus | None
     roots: dict[str, str] = Field(description="Library root name -> absolute path")
     device: str | None
     jobs: list[JobInfo]
+    watcher: WatcherStatus | None = Field(description="Folder watch state (pixseek serve --watch), or null")
 
 
 class Problem(BaseModel):

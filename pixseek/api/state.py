@@ -15,7 +15,9 @@ from pixseek.api.jobs import JobManager
 from pixseek.api.roots import LibraryRoots
 from pixseek.api.thumbnails import ThumbnailCache
 from pixseek.embedding import DualEncoder
+from pixseek.errors import PixseekError
 from pixseek.indexer.pipeline import IndexReport
+from pixseek.indexer.watch import Watcher, WatchOptions
 from pixseek.library import Library
 from pixseek.search.batching import TextQueryBatcher
 from pixseek.search.searcher import Searcher
@@ -34,18 +36,33 @@ class AppState:
         self._searcher: Searcher | None = None
         self._outside_roots: tuple[int, bool] | None = None  # (generation, any image outside roots)
         self.jobs = JobManager(self._run_index, on_finished=self._forget_searcher)
+        self.watcher: Watcher | None = None
+        self._watch_thread: threading.Thread | None = None
 
     def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self._watch_thread.join(timeout=30)
         self.jobs.close()
         if self._text_batcher is not None:
             self._text_batcher.close()
         self.library.close()
 
     def warm_up(self) -> None:
-        """Load the model and index at start-up, not on the first user's request."""
+        """Load the model and index at start-up, not on the first user's request; start watching."""
         if self.library.store.collection(self.settings.collection) is not None:
             self.searcher()
             self.query_encoder()
+        if self.settings.watch and self.roots:
+            options = WatchOptions(follow_symlinks=False, force_polling=self.settings.watch_poll)
+            self.watcher = Watcher(
+                self.library.indexer(self.encoder()),
+                [Path(root) for root in self.roots.paths],
+                options,
+                data_dir=self.settings.data_dir,
+            )
+            self._watch_thread = threading.Thread(target=self.watcher.run, name="pixseek-watch", daemon=True)
+            self._watch_thread.start()
 
     @property
     def loaded_encoder(self) -> DualEncoder | None:
@@ -82,6 +99,17 @@ class AppState:
             self._searcher = None
 
     def _run_index(self, paths: list[str], progress) -> IndexReport:
+        if self.watcher is not None:  # one writer per collection: the watcher rescans for the job
+            tickets = [self.watcher.rescan(path) for path in paths]
+            total = IndexReport()
+            for ticket in tickets:
+                ticket.done.wait()
+                if ticket.error is not None:
+                    raise PixseekError(ticket.error)
+                for name in ("scanned", "unchanged", "embedded", "moved", "copied", "removed"):
+                    setattr(total, name, getattr(total, name) + getattr(ticket.report, name))
+                total.failed.extend(ticket.report.failed)
+            return total
         indexer = self.library.indexer(self.encoder())
         return indexer.run([Path(p) for p in paths], follow_symlinks=False, progress=progress)
 

@@ -8,23 +8,25 @@ One class drives all three; only the explicit model/processor classes differ per
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from pixseek.embedding.presets import resolve_model_name
+from pixseek.embedding.checkpoint import (
+    ModelLoadError,
+    first_line,
+    image_min_side,
+    load_config,
+    resolve_source,
+)
+from pixseek.embedding.presets import ENCODER_PRESETS
 from pixseek.embedding.runtime import precision_context, resolve_device, resolve_precision
-from pixseek.errors import PixseekError
 
-
-class ModelLoadError(PixseekError):
-    """A one-line, actionable reason why a model could not be loaded."""
+__all__ = ["DualEncoder", "Encoder", "ModelLoadError", "load_encoder"]
 
 
 class Encoder(Protocol):
@@ -75,11 +77,6 @@ def _fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
-
-
 class DualEncoder:
     """One loaded checkpoint: image and text towers that embed into the same L2-normalised space."""
 
@@ -91,17 +88,7 @@ class DualEncoder:
         self.precision = precision
         self.dim = int(model.config.projection_dim)
         self.fingerprint = _fingerprint(self.model)
-        image_processor = processor.image_processor
-        # The decoder may shrink a JPEG (draft mode) down to this shorter side without losing detail
-        # the processor would keep: the largest side length its resize/crop asks for.
-        sides = [
-            value
-            for spec in (getattr(image_processor, "size", None), getattr(image_processor, "crop_size", None))
-            if spec
-            for key, value in dict(spec).items()
-            if key in ("height", "width", "shortest_edge")
-        ]
-        self.image_min_side = max(sides, default=224)
+        self.image_min_side = image_min_side(processor.image_processor)
         text_config = model.config.text_config
         limit = int(getattr(text_config, "max_position_embeddings", 77))
         if text_config.model_type in _OFFSET_POSITION_TEXT_TYPES:
@@ -140,18 +127,9 @@ def load_encoder(name: str, *, device: str = "auto", precision: str = "auto") ->
     """Load a preset name, hub id or local directory with its explicit model and processor classes."""
     import transformers
 
-    source = resolve_model_name(name)
-    local = Path(source).expanduser()
-    if local.exists():
-        source = str(local.resolve())
+    source = resolve_source(name, ENCODER_PRESETS)
     hint = "pass --model <local dir> holding a saved CLIP/AltCLIP/VisionTextDualEncoder checkpoint"
-    try:
-        config = transformers.AutoConfig.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as error:
-        offline = ""
-        if not local.exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-            offline = " (offline: no model hub reachable)"
-        raise ModelLoadError(f"cannot load model {name!r}{offline}: {_first_line(error)}; {hint}") from None
+    config = load_config(name, source, hint)
     family = _FAMILIES.get(config.model_type)
     if family is None:
         raise ModelLoadError(
@@ -164,5 +142,5 @@ def load_encoder(name: str, *, device: str = "auto", precision: str = "auto") ->
         model = getattr(transformers, family.model_class).from_pretrained(source)
         processor = getattr(transformers, family.processor_class).from_pretrained(source)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelLoadError(f"cannot load model {name!r}: {_first_line(error)}; {hint}") from None
+        raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
     return DualEncoder(model, processor, source, torch_device, resolved_precision)

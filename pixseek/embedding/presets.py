@@ -9,7 +9,3 @@ ENCODER_PRESETS: dict[str, str] = {
     "altclip": "BAAI/AltCLIP",
     "altclip-m9": "BAAI/AltCLIP-m9",
 }
-
-
-def resolve_model_name(name: str) -> str:
-    return ENCODER_PRESETS.get(name, name)

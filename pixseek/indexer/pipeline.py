@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,11 @@ class IndexReport:
     @property
     def images_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds else 0.0
+
+    @property
+    def changes(self) -> int:
+        """Images added, moved, copied, removed or recorded as failed: 0 when the store is as it was."""
+        return self.embedded + self.moved + self.copied + self.removed + len(self.failed)
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,7 @@ class Indexer:
         retry_failed: bool = False,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:
-        started = time.perf_counter()
-        report = IndexReport()
+        started = time.perf_counter()  # the walk counts: it is part of the run the user waits for
         roots = [Path(os.path.abspath(root)) for root in roots]
         entries = list(
             walk_images(
@@ -181,7 +185,45 @@ class Indexer:
             )
         )
         known = self.store.known_files(self.collection.id, [str(root) for root in roots])
-        report.scanned = len(entries)
+        return self._index(
+            entries, known, started, sweep=sweep, retry_failed=retry_failed, progress=progress, save=True
+        )
+
+    def update(
+        self,
+        entries: Sequence[FileEntry],
+        *,
+        paths: Iterable[str] = (),
+        folders: Iterable[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        """Bring only what changed in step, for a watcher that knows which paths those are.
+
+        ``entries`` (files the caller found, walked by its own rules) are indexed as by :meth:`run`,
+        earlier failures among them retried: a change is the user's fix (a chmod, a re-copy).
+        Rows at ``paths`` or under ``folders`` whose files are gone from disk leave the index.
+        Nothing else is walked, and the vector index is not saved: a watcher applies many small
+        updates and saves when idle; a reader that finds the file behind SQL catches up on open.
+        """
+        started = time.perf_counter()
+        files = [str(entry.path) for entry in entries]
+        known = self.store.known_paths(self.collection.id, [*files, *paths], folders)
+        return self._index(
+            entries, known, started, sweep=True, retry_failed=True, progress=progress, save=False
+        )
+
+    def _index(
+        self,
+        entries: Sequence[FileEntry],
+        known: dict[str, KnownFile],
+        started: float,
+        *,
+        sweep: bool,
+        retry_failed: bool,
+        progress: ProgressCallback | None,
+        save: bool,
+    ) -> IndexReport:
+        report = IndexReport(scanned=len(entries))
         todo: list[FileEntry] = []
         for entry in entries:
             if not _storable(str(entry.path)):
@@ -210,7 +252,8 @@ class Indexer:
                 walked = {str(entry.path) for entry in entries}
                 run.sweep(path for path in known if path not in walked)
         finally:
-            self.save_vectors()
+            if save:
+                self.save_vectors()
             report.seconds = time.perf_counter() - started
         return report
 

@@ -177,3 +177,35 @@ def _is_candidate(path: str, name: str, st: os.stat_result) -> bool:
         log.debug("skipping unreadable file %s: %s", path, exc)
         return False
     return sniff_format(head) is not None
+
+
+class PathRules:
+    """The include/exclude/hidden rules of :func:`walk_images`, for judging one path without a walk.
+
+    A folder watcher hears about single paths and must skip exactly what a walk of their root
+    would skip: patterns match the path relative to that root, and anything inside a hidden or
+    excluded folder is skipped like the folder itself.
+    """
+
+    def __init__(
+        self, include: Sequence[str] = (), exclude: Sequence[str] = (), include_hidden: bool = False
+    ):
+        self.include = _compile(include)
+        self.exclude = _compile(exclude)
+        self.include_hidden = include_hidden
+
+    def skips(self, rel: str, *, is_dir: bool) -> bool:
+        """Whether a walk of the root would pass over ``rel`` ("/"-separated, relative to the root)."""
+        parts = rel.split("/")
+        for depth, name in enumerate(parts):
+            if name.startswith(".") and not self.include_hidden:
+                return True
+            sub = "/".join(parts[: depth + 1])
+            if depth < len(parts) - 1 or is_dir:
+                if _matches(self.exclude, sub, name, is_dir=True):
+                    return True
+            elif (self.include is not None and not _matches(self.include, sub, name)) or _matches(
+                self.exclude, sub, name
+            ):
+                return True
+        return False

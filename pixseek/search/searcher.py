@@ -28,7 +28,7 @@ MAX_K = 10_000
 @dataclass(frozen=True)
 class SearchHit:
     id: int
-    score: float
+    score: float  # first stage: cosine similarity of query and image embeddings
     path: str
     format: str | None
     width: int | None
@@ -37,6 +37,11 @@ class SearchHit:
     camera: str | None
     gps_lat: float | None
     gps_lon: float | None
+    # Set by re-ranking (pixseek.search.rerank), None without it: the ITM match probability per
+    # re-ranker, their fusion that orders the results, or why the candidate could not be scored.
+    rerank_scores: dict[str, float] | None = None
+    final_score: float | None = None
+    rerank_error: str | None = None
 
     @classmethod
     def from_record(cls, record: ImageRecord, score: float) -> SearchHit:

@@ -218,6 +218,34 @@ class Store:
         with self._session() as session:
             return {row[0]: KnownFile(*row[1:]) for row in session.execute(query)}
 
+    def known_paths(
+        self, collection_id: int, files: Iterable[str], folders: Iterable[str] = ()
+    ) -> dict[str, KnownFile]:
+        """Rows at exactly ``files`` and anywhere under ``folders``. A watcher asks about a few
+        changed files at a time: exact paths hit the (collection, path) index, where a prefix match
+        per file (:meth:`known_files`) would scan the whole collection."""
+        columns = (
+            ImageRecord.path,
+            ImageRecord.id,
+            ImageRecord.size,
+            ImageRecord.mtime_ns,
+            ImageRecord.content_hash,
+            ImageRecord.status,
+        )
+        found: dict[str, KnownFile] = {}
+        unique = list(dict.fromkeys(files))
+        with self._session() as session:
+            for start in range(0, len(unique), _ID_CHUNK):
+                query = select(*columns).where(
+                    ImageRecord.collection_id == collection_id,
+                    ImageRecord.path.in_(unique[start : start + _ID_CHUNK]),
+                )
+                found.update((row[0], KnownFile(*row[1:])) for row in session.execute(query))
+        folders = list(folders)
+        if folders:
+            found.update(self.known_files(collection_id, folders))
+        return found
+
     def indexed_by_hash(self, collection_id: int, hashes: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
         found: dict[str, list[tuple[int, str]]] = {}
         unique = list(dict.fromkeys(hashes))

@@ -1,4 +1,4 @@
-"""Build random-weight CLIP-family checkpoints offline.
+"""Build random-weight CLIP-family and re-ranker (BridgeTower, BLIP-2) checkpoints offline.
 
 Tests, CI and the offline demo can never download a checkpoint, yet pixseek must exercise the real
 loading path (``from_pretrained`` of the explicit model and processor classes). These builders create
@@ -6,7 +6,7 @@ tiny models from small configs, train their tokenizers deterministically on a bu
 caption corpus, and save model and processor into one directory, exactly as a hub checkpoint is laid
 out. The weights are random, so embeddings carry no meaning; shapes, dtypes and plumbing are real.
 
-CLI: ``python -m pixseek.testing.tiny_models {clip,dual,altclip} OUT_DIR [--full-size]``.
+CLI: ``python -m pixseek.testing.tiny_models {clip,dual,altclip,bridgetower,blip2} OUT_DIR [--full-size]``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ from transformers import (
     AltCLIPProcessor,
     BertConfig,
     BertTokenizer,
+    Blip2Config,
+    Blip2ForImageTextRetrieval,
+    Blip2Processor,
+    BlipImageProcessorPil,
+    BridgeTowerConfig,
+    BridgeTowerForImageAndTextRetrieval,
+    BridgeTowerImageProcessorPil,
+    BridgeTowerProcessor,
     CLIPConfig,
     CLIPImageProcessorPil,
     CLIPModel,
@@ -34,6 +43,7 @@ from transformers import (
     PreTrainedConfig,
     PreTrainedModel,
     ProcessorMixin,
+    RobertaTokenizer,
     TokenizersBackend,
     VisionTextDualEncoderConfig,
     VisionTextDualEncoderModel,
@@ -126,6 +136,26 @@ def _clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=trained["vocab"], merges=merges, model_max_length=77)
 
 
+def _roberta_tokenizer() -> RobertaTokenizer:
+    """Byte-level BPE in RoBERTa's layout: ``<s> <pad> </s> <unk>`` first (pad id 1), ``<mask>`` last.
+
+    Every byte is in the initial alphabet, so no text maps to unk; without an end-of-word suffix the
+    alphabet is numbered in sorted order, so training is reproducible without CLIP's pre-listing.
+    """
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=specials,
+        initial_alphabet=sorted(pre_tokenizers.ByteLevel.alphabet()),
+        show_progress=False,
+    )
+    trained = _train(RobertaTokenizer(), models.BPE(unk_token="<unk>"), trainer)
+    vocab = dict(trained["vocab"])
+    vocab["<mask>"] = len(vocab)
+    merges = [tuple(pair) for pair in trained["merges"]]
+    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)
+
+
 def _bert_tokenizer() -> BertTokenizer:
     """WordPiece with BERT's special tokens first ([PAD] = 0); ``##x`` pre-listed as for CLIP."""
     template = BertTokenizer()
@@ -186,11 +216,21 @@ def _special_ids(tokenizer: TokenizersBackend) -> dict[str, int]:
 
 
 def _save(
-    model_cls: type[PreTrainedModel], config: PreTrainedConfig, processor: ProcessorMixin, out_dir: Path
+    model_cls: type[PreTrainedModel],
+    config: PreTrainedConfig,
+    processor: ProcessorMixin,
+    out_dir: Path,
+    init: Callable[[PreTrainedModel], None] | None = None,
 ) -> Path:
-    """Instantiate ``model_cls`` with seeded random weights; save it and ``processor`` into ``out_dir``."""
+    """Instantiate ``model_cls`` with seeded random weights; save it and ``processor`` into ``out_dir``.
+
+    ``init`` adjusts weights that the model's own initialisation leaves degenerate (zeros, ~0 std).
+    """
     torch.manual_seed(SEED)
     model = model_cls(config)
+    if init is not None:
+        with torch.no_grad():
+            init(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -245,18 +285,119 @@ def build_altclip(out_dir: Path) -> Path:
     return _save(AltCLIPModel, config, processor, out_dir)
 
 
-BUILDERS = {"clip": build_clip, "dual": build_dual_encoder, "altclip": build_altclip}
+# Re-ranker checkpoints: vision hidden 64 because BridgeTower's vision tower uses hidden // 64 heads.
+RERANK_IMAGE_SIZE = 32
+BLIP2_QUERY_TOKENS = 4
+# With the default init, tiny re-rankers give every pair nearly the same probability (BLIP-2 within
+# 0.001), which would make ordering and parity checks vacuous. These scales spread the match
+# probabilities of different images over ~0.2-0.3 and make them depend on the text.
+TINY_BRIDGETOWER_INIT_FACTOR = 2.0
+TINY_BLIP2_INIT_RANGE = 0.2
+
+
+def build_bridgetower(out_dir: Path, *, full_size: bool = False) -> Path:
+    """Build a ``BridgeTowerForImageAndTextRetrieval`` + ``BridgeTowerProcessor`` checkpoint.
+
+    Tiny by default: RoBERTa text tower (hidden 32, 2 layers), vision tower (hidden 64, 2 layers,
+    32 px, patch 8), 2 cross-modal layers. BridgeTower requires a cross-modal hidden size equal to the
+    text hidden size and at least as many vision as text layers. ``full_size`` keeps the default
+    config (bridgetower-base: 288 px, 6 cross-modal layers, ~326M parameters) for benchmarks.
+    """
+    tokenizer = _roberta_tokenizer()
+    text = {
+        **_special_ids(tokenizer),
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": tokenizer.model_max_length + 2,  # RoBERTa positions start at pad + 1
+    }
+    if full_size:
+        config, size = BridgeTowerConfig(text_config=text), 288
+    else:
+        size, factor = RERANK_IMAGE_SIZE, TINY_BRIDGETOWER_INIT_FACTOR
+        text.update(TINY_TEXT, initializer_factor=factor)
+        vision = {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "image_size": size,
+            "patch_size": 8,
+            "initializer_factor": factor,
+        }
+        config = BridgeTowerConfig(
+            text_config=text,
+            vision_config=vision,
+            hidden_size=TINY_TEXT["hidden_size"],
+            num_hidden_layers=2,
+            num_attention_heads=TINY_TEXT["num_attention_heads"],
+            initializer_factor=factor,
+        )
+    image_processor = BridgeTowerImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"shortest_edge": size}, size_divisor=32
+    )
+    processor = BridgeTowerProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return _save(BridgeTowerForImageAndTextRetrieval, config, processor, out_dir)
+
+
+def _randomise_query_tokens(model: PreTrainedModel) -> None:
+    """BLIP-2's init zeroes ``query_tokens``: all queries would then start alike. (Its other trap, the
+    ViT drawn with std 1e-10, is avoided by the explicit vision ``initializer_range``.)"""
+    model.query_tokens.normal_(std=model.config.initializer_range)
+
+
+def build_blip2(out_dir: Path, *, full_size: bool = False) -> Path:
+    """Build a ``Blip2ForImageTextRetrieval`` + ``Blip2Processor`` checkpoint (no language model).
+
+    The Q-Former tokenizer is BERT WordPiece; ``Blip2Processor`` adds its ``<image>`` token and
+    prepends ``num_query_tokens`` of them to texts given with images, which the model strips again
+    (``image_token_index``), as in the current hub checkpoints. Tiny by default (ViT hidden 32,
+    32 px, Q-Former hidden 32 with 4 query tokens); ``full_size`` keeps ViT-g and the BERT-base
+    Q-Former with 32 queries (blip2-itm-vit-g: 224 px, ~1.17B parameters) for benchmarks.
+    """
+    num_query_tokens = 32 if full_size else BLIP2_QUERY_TOKENS
+    size = 224 if full_size else RERANK_IMAGE_SIZE
+    tokenizer = _bert_tokenizer()
+    image_processor = BlipImageProcessorPil(size={"height": size, "width": size})
+    processor = Blip2Processor(image_processor, tokenizer, num_query_tokens=num_query_tokens)
+    qformer = {
+        "vocab_size": len(tokenizer),  # with <image>, which the processor has just added
+        "pad_token_id": tokenizer.pad_token_id,
+        "use_qformer_text_input": True,
+    }
+    init_range = 0.02 if full_size else TINY_BLIP2_INIT_RANGE
+    vision: dict[str, Any] = {"image_size": size, "initializer_range": init_range}
+    if not full_size:
+        qformer.update(TINY_TEXT, initializer_range=init_range)
+        vision.update(TINY_VISION, image_size=size)
+    config = Blip2Config(
+        vision_config=vision,
+        qformer_config=qformer,
+        initializer_range=init_range,
+        num_query_tokens=num_query_tokens,
+        image_text_hidden_size=256 if full_size else PROJECTION_DIM,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    return _save(Blip2ForImageTextRetrieval, config, processor, out_dir, init=_randomise_query_tokens)
+
+
+BUILDERS = {
+    "clip": build_clip,
+    "dual": build_dual_encoder,
+    "altclip": build_altclip,
+    "bridgetower": build_bridgetower,
+    "blip2": build_blip2,
+}
+FULL_SIZE = ("clip", "bridgetower", "blip2")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Build one checkpoint and print its directory."""
-    parser = argparse.ArgumentParser(description="Build a random-weight CLIP-family checkpoint offline.")
+    parser = argparse.ArgumentParser(description="Build a random-weight checkpoint offline.")
     parser.add_argument("kind", choices=sorted(BUILDERS))
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--full-size", action="store_true", help="clip only: ViT-B/32 size, for benchmarks")
+    parser.add_argument(
+        "--full-size", action="store_true", help=f"{', '.join(FULL_SIZE)}: the real size, for benchmarks"
+    )
     args = parser.parse_args(argv)
-    if args.full_size and args.kind != "clip":
-        parser.error("--full-size applies to clip only")
+    if args.full_size and args.kind not in FULL_SIZE:
+        parser.error(f"--full-size applies to {', '.join(FULL_SIZE)} only")
     kwargs = {"full_size": True} if args.full_size else {}
     print(BUILDERS[args.kind](args.out_dir, **kwargs))
 

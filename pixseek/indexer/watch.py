@@ -1,0 +1,409 @@
+"""Keep a collection in step with folders as they change: ``pixseek watch`` and the server's watch mode.
+
+The watcher first reconciles each root with the store (the same :class:`Indexer` run as
+``pixseek index``: what changed while nobody watched), then follows file-system events. Events only
+say *which* paths to look at again; settled paths go in batches through :meth:`Indexer.update`,
+so the model, the decoding pool, hash-based move detection and failure records are the indexer's.
+Nothing is lost silently: a failed batch is retried with back-off, a root that cannot get events
+is polled, and a crash costs nothing that the next start's reconcile does not find again.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pixseek.errors import PixseekError
+from pixseek.indexer.pipeline import Indexer, IndexReport, ProgressCallback
+from pixseek.indexer.walker import FileEntry, PathRules, walk_images
+from pixseek.indexer.watch_observers import EventSink, Observers, RootState
+from pixseek.indexer.watch_queue import Change, ChangeQueue
+
+log = logging.getLogger(__name__)
+
+# Files that are still being written under a temporary name: downloads, office lock files, editor
+# swap and backup files. The finished file arrives by rename and is indexed then.
+TEMP_FILE_PATTERNS = (
+    "*.part", "*.partial", "*.crdownload", "*.download", "*.opdownload", "*.filepart",
+    "*.tmp", "*.temp", "*.swp", "*.swx", "~$*", "*~",
+)  # fmt: skip
+MAX_RETRY_DELAY = 300.0
+
+ReportCallback = Callable[[str, IndexReport], None]
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What to watch and how quickly to react."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    include_hidden: bool = False
+    follow_symlinks: bool = True
+    settle: float = 1.5  # seconds a file must stay unchanged before it is indexed
+    batch_wait: float = 3.0  # longest a settled file waits for a full batch while others arrive
+    force_polling: bool = False
+    poll_interval: float = 2.0
+    retry_delay: float = 5.0  # first wait after a failed batch; doubles up to MAX_RETRY_DELAY
+    save_interval: float = 5.0  # least time between two saves of the vector index
+
+
+@dataclass
+class RescanTicket:
+    """Handed out by :meth:`Watcher.rescan`: set when that rescan has run, with its outcome, so a
+    caller (an API indexing job) can wait for it without running a second indexer."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    report: IndexReport | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WatcherState:
+    """What the watcher is doing, for ``/status`` and logs (plain data: JSON-ready with asdict)."""
+
+    phase: str  # starting, reconciling, watching, stopped
+    roots: tuple[RootState, ...]
+    pending: int  # paths waiting to settle or to be retried, plus rescans not yet run
+    last_error: str | None
+    last_error_at: datetime | None
+    last_change_at: datetime | None  # when an update last changed the store
+    totals: dict[str, int] = field(default_factory=dict)  # embedded, moved, copied, removed, failed
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def check_roots(roots: Sequence[Path]) -> None:
+    """Fail fast, before the model loads, on a root that is missing or not a folder."""
+    for root in roots:
+        if not os.path.exists(root):
+            raise FileNotFoundError(f"no such folder: {root}")
+        if not os.path.isdir(root):
+            raise NotADirectoryError(f"not a folder (watch the folder that holds it): {root}")
+
+
+def _is_under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """``paths`` without those inside another one: listing or watching the outer one covers them."""
+    kept: list[str] = []
+    for path in sorted(set(paths), key=lambda p: p.count(os.sep)):
+        if not any(_is_under(path, outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
+class Watcher:
+    """Reconciles ``roots`` with the store, then indexes their changes until :meth:`stop`.
+
+    :meth:`run` blocks (the CLI's foreground loop, or a server thread); :meth:`state`,
+    :meth:`rescan` and :meth:`stop` may be called from other threads.
+    """
+
+    def __init__(
+        self,
+        indexer: Indexer,
+        roots: Sequence[Path],
+        options: WatchOptions = WatchOptions(),
+        *,
+        data_dir: Path | None = None,
+        progress: ProgressCallback | None = None,
+        on_report: ReportCallback | None = None,
+    ):
+        check_roots(roots)
+        self.indexer = indexer
+        self.roots = [Path(root) for root in _outermost(os.path.abspath(root) for root in roots)]
+        self.options = options
+        self.progress = progress
+        self.on_report = on_report
+        self._rules = PathRules(
+            options.include, (*options.exclude, *TEMP_FILE_PATTERNS), options.include_hidden
+        )
+        # The data directory (database, indexes, thumbnails) must not index itself when it lies
+        # inside a root, nor wake the watcher each time a batch is saved.
+        private = os.path.realpath(data_dir) if data_dir is not None else None
+        self._private: dict[Path, str | None] = {
+            root: os.path.join(root, os.path.relpath(private, os.path.realpath(root)))
+            if private and _is_under(private, os.path.realpath(root))
+            else None
+            for root in self.roots
+        }
+        self.queue = ChangeQueue(
+            settle=options.settle, batch_size=indexer.batch_size, batch_wait=options.batch_wait
+        )
+        self._observers = Observers(
+            force_polling=options.force_polling,
+            poll_interval=options.poll_interval,
+            on_events_lost=self._events_lost,
+        )
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._rescans: dict[str, tuple[Path, float]] = {}  # path -> (its root, not before)
+        self._tickets: dict[str, list[RescanTicket]] = {}  # path -> callers waiting for its rescan
+        self._phase = "starting"
+        self._failures = 0
+        self._last_error: tuple[str, datetime] | None = None
+        self._last_change_at: datetime | None = None
+        self._totals = dict.fromkeys(("embedded", "moved", "copied", "removed", "failed"), 0)
+        self._saved_generation: int | None = None  # of the vector index file, when known
+        self._next_save = time.monotonic() + options.save_interval  # no save before (throttle, back-off)
+        self._tick = max(0.02, min(0.25, options.settle / 4))
+
+    # ---- other threads -----------------------------------------------------------------------
+    def state(self) -> WatcherState:
+        with self._lock:
+            roots = tuple(
+                self._observers.states.get(root) or RootState(str(root), "starting") for root in self.roots
+            )
+            error, error_at = self._last_error or (None, None)
+            return WatcherState(
+                phase=self._phase,
+                roots=roots,
+                pending=len(self.queue) + len(self._rescans),
+                last_error=error,
+                last_error_at=error_at,
+                last_change_at=self._last_change_at,
+                totals=dict(self._totals),
+            )
+
+    def rescan(self, path: Path | str) -> RescanTicket:
+        """Check ``path`` (a watched root, or a folder or file inside one) against the store soon:
+        changed files are indexed again, earlier failures retried, images whose files are gone
+        removed. For changes no event reported (a restored backup, an API request)."""
+        absolute = os.path.abspath(path)
+        root = next((root for root in self.roots if _is_under(absolute, str(root))), None)
+        if root is None:
+            watched = ", ".join(str(root) for root in self.roots)
+            raise PixseekError(f"{path} is not inside a watched folder ({watched})")
+        ticket = RescanTicket()
+        with self._lock:
+            self._rescans[absolute] = (root, 0.0)
+            self._tickets.setdefault(absolute, []).append(ticket)
+        self.queue.wake()
+        return ticket
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in progress."""
+        self._stopping.set()
+        self.queue.wake()
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Watch every root (events from here on are queued), reconcile them with the store, then
+        index changes as they settle, until :meth:`stop` or Ctrl-C."""
+        try:
+            for root in self.roots:
+                sink = EventSink(root, self.queue, self._accepts, self._root_gone)
+                self._observers.watch(root, sink)
+            self._set_phase("reconciling")
+            for root in self.roots:
+                if self._stopping.is_set():
+                    break
+                self._rescan_now(root, root)
+            self._set_phase("watching")
+            log.info("watching %s", ", ".join(str(root) for root in self.roots))
+            while not self._stopping.is_set():
+                if not self._step():
+                    self.queue.wait(self._tick)
+        finally:
+            self._observers.stop()
+            if self._unsaved:  # also after Ctrl-C in the middle of the indexer's own save
+                self._save()
+            self._set_phase("stopped")
+            for path in list(self._tickets):  # nobody may wait forever on a rescan that never runs
+                self._settle_tickets(path, None, "the watcher stopped before this rescan ran")
+
+    def _step(self) -> bool:
+        """One round: due rescans, new folders listed, one settled batch applied. Returns whether
+        there was work (then the loop goes on at once instead of sleeping a tick)."""
+        worked = self._run_due_rescans()
+        folders = self.queue.take_new_folders()
+        outer = set(_outermost(folder.path for folder in folders))  # events come for each subfolder
+        for folder in (folder for folder in folders if folder.path in outer):
+            for entry in self._entries(folder.root, folder.path):
+                self.queue.add_settled(folder.root, str(entry.path), folder.changed_at)
+        for root in {folder.root for folder in folders}:
+            if self._observers.check_coverage(
+                root, [f.path for f in folders if f.path in outer and f.root == root]
+            ):
+                self._schedule_rescan(root, root)  # events may have been missed before polling began
+        changes = self.queue.take()
+        if changes:
+            self._apply(changes)
+        elif self._unsaved and not len(self.queue) and time.monotonic() >= self._next_save:
+            self._save()
+        return worked or bool(folders) or bool(changes)
+
+    def _apply(self, changes: list[Change]) -> None:
+        entries: dict[Path, FileEntry] = {}
+        paths, folders = [], []
+        for change in changes:
+            if change.folder:
+                folders.append(change.path)  # a folder that vanished: its images are swept
+            else:
+                paths.append(change.path)
+                entries.update((entry.path, entry) for entry in self._entries(change.root, change.path))
+        try:
+            report = self.indexer.update(
+                sorted(entries.values(), key=lambda e: e.path),
+                paths=paths,
+                folders=folders,
+                progress=self.progress,
+            )
+        except Exception as error:  # a full disk, a locked or unreachable database: retry later
+            self._failed(
+                error,
+                f"indexing {len(changes)} changed path(s)",
+                lambda delay: self.queue.requeue(changes, delay),
+            )
+            return
+        self._succeeded("update", report)
+
+    # ---- rescans (the start-up reconcile is one per root) -------------------------------------
+    def _schedule_rescan(self, path: str | Path, root: Path, delay: float = 0.0) -> None:
+        with self._lock:
+            self._rescans[str(path)] = (root, time.monotonic() + delay)
+
+    def _run_due_rescans(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            due = [(path, root) for path, (root, not_before) in self._rescans.items() if not_before <= now]
+            for path, _ in due:
+                del self._rescans[path]
+        for path, root in due:
+            self._rescan_now(path, root)
+        return bool(due)
+
+    def _rescan_now(self, path: str | Path, root: Path) -> None:
+        try:
+            if str(path) == str(root):
+                # The whole root: the indexer's own walk, which prunes excluded folders as it goes.
+                exclude = (*self.options.exclude, *TEMP_FILE_PATTERNS)
+                if self._private[root]:
+                    rel = os.path.relpath(self._private[root], root).replace(os.sep, "/")
+                    exclude = (*exclude, f"/{glob.escape(rel)}/")  # anchored: that folder only
+                report = self.indexer.run(
+                    [root],
+                    include=self.options.include,
+                    exclude=exclude,
+                    include_hidden=self.options.include_hidden,
+                    follow_symlinks=self.options.follow_symlinks,
+                    retry_failed=True,
+                    progress=self.progress,
+                )
+                self._saved_generation = self.indexer.vectors.generation  # run() saved the index
+            else:
+                entries = self._entries(root, str(path))
+                report = self.indexer.update(entries, folders=[str(path)], progress=self.progress)
+        except Exception as error:
+            self._failed(error, f"scanning {path}", lambda delay: self._schedule_rescan(path, root, delay))
+            self._settle_tickets(path, None, str(error) or type(error).__name__)
+            return
+        self._succeeded("reconcile" if str(path) == str(root) else "rescan", report)
+        self._settle_tickets(path, report, None)
+
+    def _settle_tickets(self, path: str | Path, report: IndexReport | None, error: str | None) -> None:
+        with self._lock:
+            tickets = self._tickets.pop(str(path), [])
+        for ticket in tickets:
+            ticket.report, ticket.error = report, error
+            ticket.done.set()
+
+    # ---- which paths count -------------------------------------------------------------------
+    def _accepts(self, root: Path, path: str, is_dir: bool) -> bool:
+        """Whether a walk of ``root`` would index ``path`` (or, for a folder, look inside it)."""
+        private = self._private[root]
+        if private and _is_under(path, private):
+            return False
+        rel = os.path.relpath(path, root).replace(os.sep, "/")
+        if rel.startswith("../") or self._rules.skips(rel, is_dir=is_dir):
+            return False
+        return is_dir or self.options.follow_symlinks or not os.path.islink(path)
+
+    def _entries(self, root: Path, path: str) -> list[FileEntry]:
+        """Image files at or under ``path`` that a walk of ``root`` would index."""
+        try:
+            found = walk_images(
+                [Path(path)],
+                include_hidden=self.options.include_hidden,
+                follow_symlinks=self.options.follow_symlinks,
+            )
+            return [entry for entry in found if self._accepts(root, str(entry.path), False)]
+        except OSError:  # gone (or unreadable) since the event: the sweep deals with it
+            return []
+
+    # ---- outcomes ----------------------------------------------------------------------------
+    def _succeeded(self, kind: str, report: IndexReport) -> None:
+        with self._lock:
+            self._failures = 0
+            for name in ("embedded", "moved", "copied", "removed"):
+                self._totals[name] += getattr(report, name)
+            self._totals["failed"] += len(report.failed)
+            if report.changes:
+                self._last_change_at = _now()
+        for path, reason in report.failed:  # recorded in the store too (`pixseek status`, /status)
+            log.info("cannot index %s: %s (retried when it changes)", path, reason)
+        if self.on_report:
+            self.on_report(kind, report)
+
+    def _failed(self, error: Exception, doing: str, retry: Callable[[float], None]) -> None:
+        """Record a failure that stopped a batch, and have ``retry`` put the work back with a
+        growing delay (before the error is visible in :meth:`state`, which then shows it pending)."""
+        text = str(error).lower()
+        full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
+            words in text
+            for words in ("disk is full", "no space left")  # SQLite, PostgreSQL
+        )
+        hint = " (disk full?)" if full else ""
+        with self._lock:
+            self._failures += 1
+            delay = min(self.options.retry_delay * 2 ** (self._failures - 1), MAX_RETRY_DELAY)
+            retry(delay)
+            message = f"{doing} failed{hint}: {type(error).__name__}: {error}"
+            self._last_error = (message, _now())
+        log.error("%s; retrying in %.0fs", message, delay, exc_info=not full)
+
+    @property
+    def _unsaved(self) -> bool:
+        return self.indexer.vectors.generation != self._saved_generation
+
+    def _save(self) -> None:
+        generation = self.indexer.vectors.generation
+        try:
+            self.indexer.save_vectors()
+        except Exception as error:  # e.g. a full disk: SQL holds the vectors, a later save catches up
+            self._failed(error, "saving the vector index", self._retry_save)
+        else:
+            self._saved_generation = generation
+            self._next_save = time.monotonic() + self.options.save_interval
+
+    def _retry_save(self, delay: float) -> None:
+        self._next_save = time.monotonic() + delay
+
+    def _root_gone(self, root: Path) -> None:
+        message = f"watched folder {root} was removed or unmounted; its images stay indexed until it is back"
+        with self._lock:
+            self._last_error = (message, _now())
+        log.error("%s (then restart the watcher)", message)
+
+    def _events_lost(self) -> None:
+        """The kernel dropped events (inotify queue overflow): rescan every event-driven root."""
+        for root in self.roots:
+            self._schedule_rescan(root, root)
+        self.queue.wake()
+
+    def _set_phase(self, phase: str) -> None:
+        with self._lock:
+            self._phase = phase
