@@ -640,7 +640,16 @@ def serve(
     poll: Annotated[
         bool | None, typer.Option("--poll", help="Watch by polling (network mounts, inotify limits)")
     ] = None,
+    rerank: Annotated[
+        str | None,
+        typer.Option(
+            help="Re-rankers to load and offer: none, bridgetower, blip2 or both; also the default for "
+            "searches that do not choose [env PIXSEEK_RERANK]"
+        ),
+    ] = None,
     model: ModelOption = None,
+    bridgetower_model: BridgeTowerModelOption = None,
+    blip2_model: Blip2ModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
 ) -> None:
@@ -658,6 +667,9 @@ def serve(
             "cors_origins": cors_origin,
             "watch": watch,
             "watch_poll": poll,
+            "rerank": rerank,
+            "bridgetower_model": bridgetower_model,
+            "blip2_model": blip2_model,
             "model": model,
             "device": device,
             "precision": precision,

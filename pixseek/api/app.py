@@ -46,6 +46,7 @@ from pixseek.api.schemas import (
 from pixseek.api.state import AppState
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.indexer.decode import DecodeError, decode_image
+from pixseek.search.rerank.pipeline import rerank_search
 from pixseek.search.searcher import SearchHit
 from pixseek.store.database import DatabaseError
 from pixseek.store.models import STATUS_INDEXED, ImageRecord
@@ -145,7 +146,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         for hit in window:
             info = image_info(records[hit.id]) if hit.id in records else None
             if info is not None:
-                results.append(SearchResult(image=info, score=hit.score))
+                results.append(
+                    SearchResult(
+                        image=info,
+                        score=hit.score,
+                        rerank_scores=hit.rerank_scores or {},
+                        final_score=hit.final_score,
+                        rerank_error=hit.rerank_error,
+                    )
+                )
         more = len(hits) >= offset + k and offset + k < MAX_OFFSET
         return SearchResponse(
             results=results,
@@ -177,11 +186,33 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     # ---- search ----------------------------------------------------------------------------------
     @app.post("/search", response_model=SearchResponse, responses=PATH_ERRORS, tags=["search"])
     def search(request: SearchRequest) -> SearchResponse:
-        """Text search, in any language the collection's model knows."""
+        """Text search, in any language the collection's model knows, optionally re-ranked by the
+        BridgeTower/BLIP-2 image-text-matching heads (results then ordered by ``final_score``)."""
         started = time.perf_counter()
         filters = search_filters(request.filters)
-        hits = state.searcher().by_text(request.query, request.offset + request.k, filters)
-        return page(hits, request.offset, request.k, started)
+        choice = request.rerank or settings.rerank
+        wanted = request.offset + request.k
+        if choice == "none":
+            if request.min_score is not None:
+                raise PixseekError("min_score applies to re-ranking scores: also ask for a rerank")
+            hits = state.searcher().by_text(request.query, wanted, filters)
+            return page(hits, request.offset, request.k, started)
+        scorers = state.scorers(choice)
+        rerank_k = request.rerank_k or state.library.rerank_k
+        with state.rerank_lock:
+            result = rerank_search(
+                state.searcher(),
+                request.query,
+                scorers,
+                k=wanted,
+                rerank_k=rerank_k,
+                min_score=request.min_score,
+                filters=filters,
+            )
+        response = page(result.hits, request.offset, request.k, started)
+        if len(result.hits) < wanted or wanted >= rerank_k:
+            response.next_offset = None  # pages stop at the rerank_k candidates re-ranking sees
+        return response
 
     @app.post(
         "/search/image",
@@ -321,6 +352,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             roots=state.roots.by_name,
             device=f"{encoder.device} ({encoder.precision})" if encoder else None,
             jobs=[job_info(job) for job in state.jobs.all()],
+            rerankers=list(state.rerankers),
             watcher=watcher_status(),
         )
 

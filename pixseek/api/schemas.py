@@ -34,6 +34,17 @@ class SearchRequest(BaseModel):
     k: int = Field(default=24, ge=1, le=MAX_K, description="Results per page")
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
     filters: Filters = Filters()
+    rerank: Literal["none", "bridgetower", "blip2", "both"] | None = Field(
+        default=None,
+        description="Re-rank the first-stage candidates with ITM heads; default: the server's --rerank. "
+        "Only re-rankers the server loaded (GET /status: rerankers) can be asked for",
+    )
+    rerank_k: int | None = Field(
+        default=None, ge=1, le=512, description="Candidates to re-rank (default 50 on CPU, 128 on CUDA)"
+    )
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop results whose fused ITM probability is lower"
+    )
 
     @field_validator("query")
     @classmethod
@@ -63,6 +74,12 @@ class ImageInfo(BaseModel):
 class SearchResult(BaseModel):
     image: ImageInfo
     score: float = Field(description="First-stage cosine similarity")
+    rerank_scores: dict[str, float] = Field(default={}, description="ITM match probability per re-ranker")
+    final_score: float | None = Field(
+        default=None,
+        description="Fused ITM probability (mean over re-rankers) that ordered a re-ranked search",
+    )
+    rerank_error: str | None = Field(default=None, description="Why this candidate could not be re-ranked")
 
 
 class SearchResponse(BaseModel):
@@ -127,6 +144,7 @@ class StatusResponse(BaseModel):
     roots: dict[str, str] = Field(description="Library root name -> absolute path")
     device: str | None
     jobs: list[JobInfo]
+    rerankers: list[str] = Field(description="Re-rankers this server loaded (pixseek serve --rerank)")
     watcher: WatcherStatus | None = Field(description="Folder watch state (pixseek serve --watch), or null")
 
 

@@ -20,6 +20,7 @@ from pixseek.indexer.pipeline import IndexReport
 from pixseek.indexer.watch import Watcher, WatchOptions
 from pixseek.library import Library
 from pixseek.search.batching import TextQueryBatcher
+from pixseek.search.rerank.scorer import CachedScorer
 from pixseek.search.searcher import Searcher
 from pixseek.store.repository import SearchFilters
 
@@ -33,6 +34,10 @@ class AppState:
         self._lock = threading.RLock()
         self._encoder: DualEncoder | None = None
         self._text_batcher: TextQueryBatcher | None = None
+        self._scorers: dict[str, CachedScorer] = {}
+        # One re-ranking at a time: each already uses every core, and the feature cache's LRU
+        # bookkeeping is per process.
+        self.rerank_lock = threading.Lock()
         self._searcher: Searcher | None = None
         self._outside_roots: tuple[int, bool] | None = None  # (generation, any image outside roots)
         self.jobs = JobManager(self._run_index, on_finished=self._forget_searcher)
@@ -48,11 +53,33 @@ class AppState:
             self._text_batcher.close()
         self.library.close()
 
+    @property
+    def rerankers(self) -> tuple[str, ...]:
+        """The re-rankers this server offers: the ones ``settings.rerank`` names."""
+        return self.library.rerank_kinds()
+
+    def scorers(self, choice: str) -> list[CachedScorer]:
+        kinds = self.library.rerank_kinds(choice)
+        missing = [kind for kind in kinds if kind not in self.rerankers]
+        if missing:
+            offered = ", ".join(self.rerankers) or "none"
+            raise PixseekError(
+                f"re-ranker {', '.join(missing)} is not loaded on this server (offered: {offered}; "
+                "start it with pixseek serve --rerank ...)"
+            )
+        with self._lock:
+            for kind in kinds:
+                if kind not in self._scorers:
+                    self._scorers[kind] = self.library.scorer(kind)
+            return [self._scorers[kind] for kind in kinds]
+
     def warm_up(self) -> None:
-        """Load the model and index at start-up, not on the first user's request; start watching."""
+        """Load the models and index at start-up, not on the first user's request; start watching."""
         if self.library.store.collection(self.settings.collection) is not None:
             self.searcher()
             self.query_encoder()
+        for kind in self.rerankers:
+            self.scorers(kind)
         if self.settings.watch and self.roots:
             options = WatchOptions(follow_symlinks=False, force_polling=self.settings.watch_poll)
             self.watcher = Watcher(

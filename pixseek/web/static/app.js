@@ -197,6 +197,15 @@ function showMessage(kind, title, text) {
 const baseName = (path) => path.split("/").pop();
 const fullName = (image) => `${image.root}/${image.path}`;
 
+// A re-ranked result is ordered by its match probability; the tooltip keeps every score visible.
+function scoreTitle(result) {
+  if (result.final_score == null) {
+    return result.rerank_error ? `Similarity score (not re-ranked: ${result.rerank_error})` : "Similarity score";
+  }
+  const parts = Object.entries(result.rerank_scores).map(([name, p]) => `${name} ${p.toFixed(3)}`);
+  return `Match probability (${parts.join(", ")}); similarity ${result.score.toFixed(3)}`;
+}
+
 function card(result) {
   const image = result.image;
   return h("li", { className: "card" },
@@ -208,7 +217,8 @@ function card(result) {
       })),
     h("div", { className: "caption" },
       h("span", { className: "name" }, baseName(image.path)),
-      h("span", { className: "score", title: "Similarity score" }, result.score.toFixed(3))),
+      h("span", { className: "score", title: scoreTitle(result) },
+        (result.final_score ?? result.score).toFixed(3))),
     h("button", {
       type: "button", className: "like", "aria-label": `More like ${baseName(image.path)}`,
       onclick: () => run(similarSearch(image)),
