@@ -112,6 +112,12 @@ PrecisionOption = Annotated[
     typer.Option(help="auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; or fp32|bf16|fp16"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+# Shared by index and watch: which files count, and how the indexing pipeline runs.
+BatchSizeOption = Annotated[int | None, typer.Option(help="Images per model call [default: 32]")]
+WorkersOption = Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count]")]
+IncludeOption = Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable)")]
+ExcludeOption = Annotated[list[str] | None, typer.Option(help="Skip files matching this glob (repeatable)")]
+HiddenOption = Annotated[bool, typer.Option(help="Also index hidden files and folders")]
 BridgeTowerModelOption = Annotated[
     str | None,
     typer.Option(
@@ -170,15 +176,11 @@ def index(
     model: ModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model call [default: 32]")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count]")] = None,
-    include: Annotated[
-        list[str] | None, typer.Option(help="Only files matching this glob (repeatable)")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable)")
-    ] = None,
-    hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders")] = False,
+    batch_size: BatchSizeOption = None,
+    workers: WorkersOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    hidden: HiddenOption = False,
     sweep: Annotated[
         bool, typer.Option(help="Remove images whose files are gone from the given paths")
     ] = True,
@@ -267,15 +269,11 @@ def watch(
     model: ModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per model call [default: 32]")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count]")] = None,
-    include: Annotated[
-        list[str] | None, typer.Option(help="Only files matching this glob (repeatable)")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Skip files matching this glob (repeatable)")
-    ] = None,
-    hidden: Annotated[bool, typer.Option(help="Also index hidden files and folders")] = False,
+    batch_size: BatchSizeOption = None,
+    workers: WorkersOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    hidden: HiddenOption = False,
     poll: Annotated[
         bool, typer.Option("--poll", help="Poll every folder instead of waiting for change events")
     ] = False,

@@ -43,6 +43,21 @@ def load_config(name: str, source: str, hint: str) -> Any:
         raise ModelLoadError(f"cannot load model {name!r}{offline}: {first_line(error)}; {hint}") from None
 
 
+def load_model_and_processor(
+    name: str, source: str, model_class: str, processor_class: str, hint: str
+) -> tuple[Any, Any]:
+    """Both halves of a checkpoint with their explicit transformers classes (AutoModel would build
+    the wrong head for some folders); a failure becomes a ModelLoadError."""
+    import transformers
+
+    try:
+        model = getattr(transformers, model_class).from_pretrained(source)
+        processor = getattr(transformers, processor_class).from_pretrained(source)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
+    return model, processor
+
+
 def image_min_side(image_processor: Any) -> int:
     """The largest side length an image processor's resize/crop asks for.
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from pixseek.embedding.checkpoint import (
     ModelLoadError,
-    first_line,
     image_min_side,
     load_config,
+    load_model_and_processor,
     resolve_source,
 )
 from pixseek.embedding.presets import ENCODER_PRESETS
@@ -125,7 +125,6 @@ class DualEncoder:
 
 def load_encoder(name: str, *, device: str = "auto", precision: str = "auto") -> DualEncoder:
     """Load a preset name, hub id or local directory with its explicit model and processor classes."""
-    import transformers
 
     source = resolve_source(name, ENCODER_PRESETS)
     hint = "pass --model <local dir> holding a saved CLIP/AltCLIP/VisionTextDualEncoder checkpoint"
@@ -138,9 +137,7 @@ def load_encoder(name: str, *, device: str = "auto", precision: str = "auto") ->
         )
     torch_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, torch_device)
-    try:
-        model = getattr(transformers, family.model_class).from_pretrained(source)
-        processor = getattr(transformers, family.processor_class).from_pretrained(source)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
+    model, processor = load_model_and_processor(
+        name, source, family.model_class, family.processor_class, hint
+    )
     return DualEncoder(model, processor, source, torch_device, resolved_precision)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixseek.embedding.checkpoint import ModelLoadError, first_line, load_config, resolve_source
+from pixseek.embedding.checkpoint import ModelLoadError, load_config, load_model_and_processor, resolve_source
 from pixseek.embedding.runtime import resolve_device, resolve_precision
 from pixseek.search.rerank.base import Reranker
 from pixseek.search.rerank.blip2 import Blip2Reranker
@@ -59,11 +59,7 @@ def load_reranker(kind: str, name: str, *, device: str = "auto", precision: str 
         )
     torch_device = resolve_device(device)
     resolved_precision = resolve_precision(precision, torch_device)
-    import transformers
-
-    try:
-        model = getattr(transformers, family.model_class).from_pretrained(source)
-        processor = getattr(transformers, family.processor_class).from_pretrained(source)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
+    model, processor = load_model_and_processor(
+        name, source, family.model_class, family.processor_class, hint
+    )
     return family.reranker(model, processor, source, torch_device, resolved_precision)
