@@ -117,7 +117,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
     # ---- helpers that turn store rows into API objects ---------------------------------------------
-    def image_info(record: ImageRecord) -> ImageInfo | None:
+    def image_info(record: ImageRecord | SearchHit) -> ImageInfo | None:
+        """A hit or a stored row (both carry the metadata), if its file lies inside a root."""
         located = state.roots.locate(record.path)
         if located is None:
             return None
@@ -140,11 +141,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         )
 
     def page(hits: list[SearchHit], offset: int, k: int, started: float) -> SearchResponse:
-        window = hits[offset : offset + k]
-        records = state.library.store.images([hit.id for hit in window])
         results = []
-        for hit in window:
-            info = image_info(records[hit.id]) if hit.id in records else None
+        for hit in hits[offset : offset + k]:  # hits carry their metadata: no second query
+            info = image_info(hit)
             if info is not None:
                 results.append(
                     SearchResult(

@@ -30,6 +30,7 @@ class SearchHit:
     id: int
     score: float  # first stage: cosine similarity of query and image embeddings
     path: str
+    size: int  # bytes on disk
     format: str | None
     width: int | None
     height: int | None
@@ -49,6 +50,7 @@ class SearchHit:
             id=record.id,
             score=score,
             path=record.path,
+            size=record.size,
             format=record.format,
             width=record.width,
             height=record.height,
