@@ -682,5 +682,68 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
+@app.command("eval")
+def evaluate_command(
+    ctx: typer.Context,
+    captions: Annotated[
+        Path, typer.Argument(help="Captions file: JSONL or CSV with image, caption[, language]")
+    ],
+    images: Annotated[Path, typer.Option("--images", help="Folder the image paths are relative to")],
+    model: ModelOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    batch_size: BatchSizeOption = None,
+    rerank: Annotated[
+        str, typer.Option(help="Also evaluate text->image re-ranked by: none, bridgetower, blip2 or both")
+    ] = "none",
+    rerank_k: Annotated[int, typer.Option(help="First-stage candidates to re-rank per caption", min=1)] = 16,
+    bridgetower_model: BridgeTowerModelOption = None,
+    blip2_model: Blip2ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure retrieval quality on an image-caption set: text->image and image->text recall@1/5/10
+    and mean rank, per language when given, first stage and re-ranked, with time per query."""
+    from pixseek.evaluation.dataset import load_caption_set
+    from pixseek.evaluation.runner import evaluate
+
+    with _user_errors():
+        settings = _settings(
+            ctx,
+            model=model,
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            bridgetower_model=bridgetower_model,
+            blip2_model=blip2_model,
+        )
+        data = load_caption_set(captions, images)
+        library = Library(settings)
+        encoder = library.load_encoder()
+        scorers = {kind: library.scorer(kind) for kind in library.rerank_kinds(rerank)}
+        report = evaluate(encoder, data, batch_size=settings.batch_size, scorers=scorers, rerank_k=rerank_k)
+    if as_json:
+        out.print_json(json.dumps(asdict(report)))
+        return
+    table = Table("direction", "stage", "R@1", "R@5", "R@10", "mean rank", "ms/query", box=None)
+    rows = [("text->image", stage, m) for stage, m in report.text_to_image.items()]
+    rows.append(("image->text", "first", report.image_to_text))
+    rows += [
+        (f"{direction.replace('_to_', '->')} [{language}]", "first", metrics)
+        for language, by_direction in report.per_language.items()
+        for direction, metrics in by_direction.items()
+    ]
+    for direction, stage, m in rows:
+        timing = report.ms_per_query.get(stage) if direction == "text->image" else None
+        table.add_row(
+            direction,
+            stage,
+            *(f"{m.recall[k]:.3f}" for k in (1, 5, 10)),
+            f"{m.mean_rank:.1f}",
+            f"{timing:.1f}" if timing is not None else "",
+        )
+    out.print(f"{report.images} images, {report.captions} captions, model {encoder.model_id}")
+    out.print(table)
+
+
 if __name__ == "__main__":
     sys.exit(app())
