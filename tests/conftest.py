@@ -16,8 +16,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import skimage
+from PIL import Image, ImageDraw
 from sqlalchemy import create_engine, text
 
 from pixseek.config import Settings
@@ -121,3 +123,19 @@ def bridgetower_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def blip2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny Blip2ForImageTextRetrieval + Blip2Processor (BERT WordPiece tokenizer with <image>)."""
     return build_blip2(tmp_path_factory.mktemp("blip2"))
+
+
+@pytest.fixture
+def gallery(tmp_path: Path) -> Path:
+    """14 distinct PNGs: shapes on noise, aspect ratios within what the tiny BridgeTower's 32 px
+    processor accepts (up to ~1.6)."""
+    root = tmp_path / "gallery"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        w, h = (64, 48) if i % 3 else (48, 64)
+        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        ImageDraw.Draw(image).ellipse((8 + i, 6, 40, 30 + i), fill=colour)
+        image.save(root / f"img_{i:02d}.png")
+    return root

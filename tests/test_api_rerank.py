@@ -6,26 +6,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
 
 from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
 
 
 @pytest.fixture
-def client(tmp_path: Path, clip_dir: Path, bridgetower_dir: Path, blip2_dir: Path):
-    root = tmp_path / "gallery"
-    root.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(12):  # aspect ratios the tiny BridgeTower processor accepts
-        image = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-        ImageDraw.Draw(image).ellipse(
-            (8 + i, 6, 40, 30 + i), fill=tuple(int(c) for c in rng.integers(0, 255, 3))
-        )
-        image.save(root / f"img_{i:02d}.png")
+def client(tmp_path: Path, clip_dir: Path, bridgetower_dir: Path, blip2_dir: Path, gallery: Path):
     settings = ServerSettings(
         data_dir=tmp_path / "data",
         model=str(clip_dir),
@@ -33,7 +22,7 @@ def client(tmp_path: Path, clip_dir: Path, bridgetower_dir: Path, blip2_dir: Pat
         blip2_model=str(blip2_dir),
         precision="fp32",
         device="cpu",
-        library_roots=[root],
+        library_roots=[gallery],
         rerank="bridgetower",  # the server loads only BridgeTower
     )
     with TestClient(create_app(settings)) as client:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from PIL import Image, ImageDraw
+from PIL import Image
 from typer.testing import CliRunner
 
 from pixseek.cli import app
@@ -22,22 +22,6 @@ from pixseek.search.rerank import CachedScorer, FeatureCache, ImageRef, rerank_h
 QUERY = "a black cat on the beach"
 KINDS = ("bridgetower", "blip2")
 runner = CliRunner(env={"COLUMNS": "300"})
-
-
-@pytest.fixture
-def gallery(tmp_path: Path) -> Path:
-    """14 distinct PNGs: shapes on noise, aspect ratios within what the tiny BridgeTower's 32 px
-    processor accepts (up to ~1.6)."""
-    root = tmp_path / "gallery"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(14):
-        w, h = (64, 48) if i % 3 else (48, 64)
-        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-        ImageDraw.Draw(image).ellipse((8 + i, 6, 40, 30 + i), fill=colour)
-        image.save(root / f"img_{i:02d}.png")
-    return root
 
 
 @pytest.fixture
