@@ -56,8 +56,12 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """A worker's verdict on one file: ready pixels, a stored vector to reuse, or a failure."""
+class PreparedFile:
+    """A worker's verdict on one file: ready pixels, a stored vector to reuse, or a failure.
+
+    ``vector`` is set instead of ``pixels`` when the worker also ran the model (a Ray actor,
+    :mod:`pixseek.distributed.ray_indexing`): the main side then only stores it.
+    """
 
     entry: FileEntry
     facts: FileFacts
@@ -65,6 +69,7 @@ class _Prepared:
     reuse_candidates: tuple[tuple[int, str], ...] = ()
     error: str | None = None
     vanished: bool = False
+    vector: np.ndarray | None = None
 
 
 def _storable(path: str) -> bool:
@@ -98,6 +103,35 @@ def _facts(entry: FileEntry, digest: str | None, decoded=None) -> FileFacts:
     return FileFacts(**base)
 
 
+def prepare_file(
+    entry: FileEntry, store: Store, collection_id: int, encoder: Encoder, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> PreparedFile:
+    """Read, hash and (unless an indexed image has the same content) decode and preprocess one file.
+
+    A module-level function, not a method, so that a remote worker holding its own store connection
+    and model (a Ray actor) applies exactly the rules of the local decode pool.
+    """
+    try:
+        data = entry.path.read_bytes()
+    except FileNotFoundError:
+        return PreparedFile(entry, _facts(entry, None), vanished=True)
+    except OSError as error:
+        return PreparedFile(entry, _facts(entry, None), error=f"unreadable: {error.strerror or error}")
+    digest = content_hash(data)
+    candidates = store.indexed_by_hash(collection_id, [digest]).get(digest)
+    if candidates:
+        return PreparedFile(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
+    try:
+        decoded = decode_image(data, min_side=encoder.image_min_side, max_pixels=max_pixels)
+        pixels = encoder.preprocess_image(decoded.image)
+    except DecodeError as error:
+        return PreparedFile(entry, _facts(entry, digest), error=error.reason)
+    except Exception as error:  # a processor bug on one odd image must not stop the run
+        log.exception("preprocessing %s failed", entry.path)
+        return PreparedFile(entry, _facts(entry, digest), error=f"preprocessing failed: {error}")
+    return PreparedFile(entry, _facts(entry, digest, decoded), pixels=pixels)
+
+
 class Indexer:
     def __init__(
         self,
@@ -123,31 +157,15 @@ class Indexer:
         self.save_every_seconds = save_every_seconds
 
     # ---- worker side -------------------------------------------------------------------------
-    def _prepare(self, entry: FileEntry) -> _Prepared:
-        try:
-            data = entry.path.read_bytes()
-        except FileNotFoundError:
-            return _Prepared(entry, _facts(entry, None), vanished=True)
-        except OSError as error:
-            return _Prepared(entry, _facts(entry, None), error=f"unreadable: {error.strerror or error}")
-        digest = content_hash(data)
-        candidates = self.store.indexed_by_hash(self.collection.id, [digest]).get(digest)
-        if candidates:
-            return _Prepared(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
-        try:
-            decoded = decode_image(data, min_side=self.encoder.image_min_side, max_pixels=self.max_pixels)
-            pixels = self.encoder.preprocess_image(decoded.image)
-        except DecodeError as error:
-            return _Prepared(entry, _facts(entry, digest), error=error.reason)
-        except Exception as error:  # a processor bug on one odd image must not stop the run
-            log.exception("preprocessing %s failed", entry.path)
-            return _Prepared(entry, _facts(entry, digest), error=f"preprocessing failed: {error}")
-        return _Prepared(entry, _facts(entry, digest, decoded), pixels=pixels)
+    def _prepare(self, entry: FileEntry) -> PreparedFile:
+        return prepare_file(entry, self.store, self.collection.id, self.encoder, self.max_pixels)
 
-    def _prepared_stream(self, pool: ThreadPoolExecutor, entries: Sequence[FileEntry]) -> Iterator[_Prepared]:
+    def _prepared_stream(
+        self, pool: ThreadPoolExecutor, entries: Sequence[FileEntry]
+    ) -> Iterator[PreparedFile]:
         """Results in input order, with a bounded number of files in flight (a few batches ahead)."""
         ahead = max(self.batch_size * 3, self.workers * 4)
-        pending: deque[Future[_Prepared]] = deque()
+        pending: deque[Future[PreparedFile]] = deque()
         source = iter(entries)
         try:
             for entry in source:
@@ -159,6 +177,17 @@ class Indexer:
         finally:
             for future in pending:
                 future.cancel()
+
+    @contextlib.contextmanager
+    def _prepared_files(self, todo: Sequence[FileEntry]) -> Iterator[Iterator[PreparedFile]]:
+        """The files to index, prepared in input order. The one hook a distributed indexer replaces
+        (it prepares and embeds on remote workers); planning, batching and writing stay here."""
+        with (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-decode") as pool,
+            # Closed explicitly so that on Ctrl-C the queued files are cancelled, not decoded.
+            contextlib.closing(self._prepared_stream(pool, todo)) as stream,
+        ):
+            yield stream
 
     # ---- main side ---------------------------------------------------------------------------
     def run(
@@ -240,11 +269,7 @@ class Indexer:
                 todo.append(entry)
         run = _Run(self, known, report, progress, total=len(entries), done=len(entries) - len(todo))
         try:
-            with (
-                ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-decode") as pool,
-                # Closed explicitly so that on Ctrl-C the queued files are cancelled, not decoded.
-                contextlib.closing(self._prepared_stream(pool, todo)) as stream,
-            ):
+            with self._prepared_files(todo) as stream:
                 for prepared in stream:
                     run.take(prepared)
             run.flush()
@@ -280,12 +305,11 @@ class _Run:
         if progress:
             progress(done, total)
         self.batch = ChangeBatch()
-        self.pixels: list[np.ndarray] = []
-        self.facts: list[FileFacts] = []
+        self.pending: list[PreparedFile] = []  # to store with a vector: embedded here or by a worker
         self.moved_ids: set[int] = set()
         self.last_save = time.monotonic()
 
-    def take(self, prepared: _Prepared) -> None:
+    def take(self, prepared: PreparedFile) -> None:
         facts = prepared.facts
         old = self.known.get(facts.path)
         if prepared.vanished:
@@ -299,19 +323,18 @@ class _Run:
         elif prepared.reuse_candidates:
             self._reuse(prepared)
         else:
-            self.pixels.append(prepared.pixels)
-            self.facts.append(facts)
+            self.pending.append(prepared)
         self._advance()
         if (
-            len(self.pixels) >= self.indexer.batch_size
+            len(self.pending) >= self.indexer.batch_size
             or len(self.batch.moved) + len(self.batch.failed) >= 500
         ):
             self.flush()
 
-    def _is_own_row(self, prepared: _Prepared, old: KnownFile) -> bool:
+    def _is_own_row(self, prepared: PreparedFile, old: KnownFile) -> bool:
         return any(image_id == old.id for image_id, _ in prepared.reuse_candidates)
 
-    def _reuse(self, prepared: _Prepared) -> None:
+    def _reuse(self, prepared: PreparedFile) -> None:
         """Same content as an indexed image: move its row if its file is gone, else copy its vector."""
         facts = prepared.facts
         for image_id, path in prepared.reuse_candidates:
@@ -340,11 +363,14 @@ class _Run:
 
     def flush(self) -> None:
         indexer = self.indexer
-        if self.pixels:
-            vectors = indexer.encoder.embed_pixels(np.stack(self.pixels))
-            self.batch.indexed.extend(zip(self.facts, vectors, strict=True))
-            self.report.embedded += len(self.pixels)
-            self.pixels, self.facts = [], []
+        if self.pending:
+            to_embed = [prepared.pixels for prepared in self.pending if prepared.vector is None]
+            embedded = iter(indexer.encoder.embed_pixels(np.stack(to_embed)) if to_embed else ())
+            for prepared in self.pending:  # input order, whoever ran the model: ids do not depend on it
+                vector = prepared.vector if prepared.vector is not None else next(embedded)
+                self.batch.indexed.append((prepared.facts, vector))
+            self.report.embedded += len(self.pending)
+            self.pending = []
         if not self.batch:
             return
         changes = indexer.store.apply(indexer.collection.id, self.batch)
