@@ -196,6 +196,27 @@ def index(
     ] = None,
     bridgetower_model: BridgeTowerModelOption = None,
     blip2_model: Blip2ModelOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            is_flag=False,
+            flag_value="local",
+            metavar="[ADDRESS]",
+            help="Read, decode and embed on Ray actors (needs pip install 'pixseek[ray]'): alone, a local "
+            "Ray on this machine; with a cluster address (auto, HOST:6379, ray://HOST:10001), that cluster, "
+            "one actor per GPU. Same incremental rules and store writes as without it. Put it after the "
+            "folders or give it an address. Files must be at the same paths on every node, the database "
+            "reachable from every node (see docs/distributed.md)",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Embedding actors for --ray [default: one per GPU, else one per 4 CPUs of the cluster]",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")] = False,
 ) -> None:
@@ -215,9 +236,21 @@ def index(
         for path in paths:
             if not path.exists():
                 raise FileNotFoundError(f"no such file or folder: {path}")
+        if ray_actors is not None and ray is None:
+            raise PixseekError("--ray-actors needs --ray")
+        if ray is not None:
+            from pixseek.distributed import require_ray
+
+            require_ray()  # before the model loads: a missing extra is a one-line error at once
         library = Library(settings)
         encoder = library.load_encoder()
-        indexer = library.indexer(encoder)
+        if ray is None:
+            indexer = library.indexer(encoder)
+        else:
+            from pixseek.distributed.ray_indexing import ray_indexer
+
+            address = None if ray == "local" else ray
+            indexer = ray_indexer(library, encoder, address=address, actors=ray_actors)
         progress, on_progress = _progress_bar(show=not (quiet or as_json))
         try:
             with progress:
