@@ -7,14 +7,18 @@ its own top-k and the driver merges them. The global top-k is always inside the 
 shards' top-k, so the merge is exact whenever the shards are.
 
 The merge orders by descending inner product (a max-heap, as for ``METRIC_INNER_PRODUCT``; FAISS's
-``contrib.client_server.ResultHeap`` defaults to L2 order, which would return the *worst* matches),
-breaking ties by the smaller id, which is what one unsharded exact index returns for ids inserted
-in ascending order.
+``contrib.client_server.ResultHeap`` defaults to L2 order, which would return the *worst* matches).
+Equal scores are listed larger id first, as FAISS's own heap lists them; where a group of equal
+scores straddles the k-th place, the smaller ids are kept (FAISS follows no fixed rule there).
+
+Scores are bit-identical to one unsharded exact index for single queries. For a batch FAISS uses
+sgemm, whose rounding depends on how many vectors an index holds, so sharded and unsharded scores
+then agree to float32 rounding (~1e-7), and near-ties within that rounding may swap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +26,8 @@ import numpy as np
 from pixseek.distributed import connect
 from pixseek.store.vector_index import VectorIndex
 
-# What FAISS puts in result slots that have no vector (fewer candidates than k) for inner product.
-MISSING_SCORE = np.float32(-np.finfo(np.float32).max)
+# Result slots without a vector (a row with fewer candidates than the others), as VectorIndex pads.
+MISSING_SCORE = np.float32(-np.inf)
 MISSING_ID = -1
 
 
@@ -49,7 +53,7 @@ def merge_topk(
     """Merge per-shard (scores, ids) of shape (nq, k_i) into the global top-k for inner product.
 
     Slots with id -1 (a shard with fewer than k candidates) never win. Returns (nq, k) arrays
-    padded like FAISS (score -FLT_MAX, id -1) where fewer than k candidates exist.
+    padded with (-inf, -1) where fewer than k candidates exist.
     """
     nq = len(scores[0]) if scores else 0
     all_scores = np.concatenate([np.asarray(s, dtype=np.float32) for s in scores], axis=1)
@@ -115,7 +119,7 @@ class ShardServer:
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        if allowed_ids is None and len(self.index) == 0:  # VectorIndex would answer one empty slot
+        if len(self.index) == 0:  # nothing to rank (VectorIndex would answer padding slots)
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         return self.index.search(queries, k, allowed_ids)
 
@@ -182,8 +186,9 @@ class ShardedIndex:
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product over all shards, as one exact index would answer it: (nq, width)
-        with width min(k, vectors) unfiltered or min(k, len(allowed_ids)) filtered, like VectorIndex."""
+        """Top-k by inner product over all shards: (nq, min(k, candidates)) arrays, best first, the
+        candidates being the indexed vectors (or the indexed ones among ``allowed_ids``); a row with
+        fewer candidates than the others ends in (-inf, -1) slots."""
         import ray
 
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
@@ -199,7 +204,8 @@ class ShardedIndex:
             ]
         results = ray.get(refs)
         scores, ids = merge_topk([r[0] for r in results], [r[1] for r in results], k)
-        width = _result_width(k, allowed_ids, results)
+        found = sum((result_ids != MISSING_ID).sum(axis=1) for _, result_ids in results)
+        width = min(k, int(np.max(found, initial=0)))
         return scores[:, :width], ids[:, :width]
 
     def shutdown(self) -> None:
@@ -208,14 +214,3 @@ class ShardedIndex:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
-
-
-def _result_width(
-    k: int, allowed_ids: np.ndarray | None, results: Iterable[tuple[np.ndarray, np.ndarray]]
-) -> int:
-    """The column count VectorIndex.search gives: it pads to min(k, candidates) for filtered search
-    (allowed ids that are absent become -1 slots) and answers one empty slot for an empty index."""
-    if allowed_ids is not None:
-        return min(k, len(allowed_ids))
-    total = sum(int((ids != MISSING_ID).sum(axis=1).max(initial=0)) for _, ids in results)
-    return min(k, total) or 1
