@@ -1,0 +1,1 @@
+"""Contrastive fine-tuning of VisionTextDualEncoder models (``pixseek train``)."""
