@@ -778,5 +778,197 @@ def evaluate_command(
     out.print(table)
 
 
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    captions: Annotated[
+        Path,
+        typer.Argument(help="Training captions: JSONL or CSV with image, caption[, language], as for eval"),
+    ],
+    images: Annotated[Path, typer.Option("--images", help="Folder the image paths are relative to")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Folder for checkpoints and the final model (use it as index --model DIR)"
+        ),
+    ],
+    vision: Annotated[
+        str | None, typer.Option(help="Vision tower to start from: hub id or local dir (e.g. a ViT)")
+    ] = None,
+    text: Annotated[
+        str | None, typer.Option(help="Text tower to start from: hub id or local dir (e.g. BERT, XLM-R)")
+    ] = None,
+    from_model: Annotated[
+        str | None,
+        typer.Option("--from", help="Continue a saved VisionTextDualEncoder instead of --vision/--text"),
+    ] = None,
+    projection_dim: Annotated[
+        int, typer.Option(help="Size of the shared embedding space for a new dual encoder", min=1)
+    ] = 512,
+    steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps [default: --epochs worth of steps]", min=1)
+    ] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the images when --steps is not given")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Image-caption pairs per micro-batch", min=1)] = 32,
+    accumulate: Annotated[
+        int,
+        typer.Option(
+            help="Micro-batches per optimizer step; the contrastive loss spans all of them (gradient "
+            "caching), so the effective batch is batch-size x accumulate",
+            min=1,
+        ),
+    ] = 1,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW)")] = 1e-4,
+    warmup: Annotated[
+        int | None,
+        typer.Option(help="Linear warm-up steps, then cosine decay [default: 10% of steps]", min=0),
+    ] = None,
+    min_lr_ratio: Annotated[
+        float, typer.Option(help="Learning rate at the end, as a fraction of --lr", min=0.0, max=1.0)
+    ] = 0.0,
+    weight_decay: Annotated[
+        float, typer.Option(help="AdamW weight decay (not on biases, norms, temperature)", min=0.0)
+    ] = 0.1,
+    max_grad_norm: Annotated[
+        float, typer.Option(help="Clip the gradient norm to this; 0 turns clipping off", min=0.0)
+    ] = 1.0,
+    lock_image: Annotated[
+        bool, typer.Option("--lock-image", help="LiT: freeze the image tower (its projection still trains)")
+    ] = False,
+    lock_text: Annotated[
+        bool, typer.Option("--lock-text", help="Freeze the text tower (its projection still trains)")
+    ] = False,
+    device: DeviceOption = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto = fp16 autocast with a grad scaler on CUDA (bf16 on GPUs that have it is --precision "
+            "bf16), bf16 autocast on CPUs with native bf16, else fp32; or fp32|bf16|fp16"
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the batch order, dropout and new projections")] = 0,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Save a resumable checkpoint every N steps", min=1)
+    ] = 500,
+    keep_checkpoints: Annotated[int, typer.Option(help="Keep the last N checkpoints", min=1)] = 2,
+    max_text_tokens: Annotated[int, typer.Option(help="Truncate captions to this many tokens", min=2)] = 64,
+    eval_captions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Held-out captions file: recall@k before training, every --eval-every steps and after"
+        ),
+    ] = None,
+    eval_images: Annotated[
+        Path | None, typer.Option(help="Folder of the held-out images [default: --images]")
+    ] = None,
+    eval_every: Annotated[
+        int, typer.Option(help="Evaluate every N steps (0: only before and after)", min=0)
+    ] = 0,
+    cache_mb: Annotated[
+        int, typer.Option(help="Memory for pre-processed training images (decoded once, reused)", min=0)
+    ] = 2048,
+    workers: WorkersOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint in --output (same options)")
+    ] = False,
+    as_json: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")] = False,
+) -> None:
+    """Fine-tune a VisionTextDualEncoder contrastively (CLIP loss) on an image-caption set: build it
+    from a vision and a text tower or continue a saved one; Ctrl-C saves a checkpoint to --resume."""
+    from pixseek.evaluation.dataset import load_caption_set
+    from pixseek.training.loop import TrainingInterrupted, TrainOptions, train
+
+    show = not (quiet or as_json)
+    with _user_errors():
+        settings = _settings(ctx, device=device, precision=precision)
+        options = TrainOptions(
+            output=output,
+            vision=vision,
+            text=text,
+            from_model=from_model,
+            projection_dim=projection_dim,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            accumulate=accumulate,
+            lr=lr,
+            min_lr_ratio=min_lr_ratio,
+            warmup=warmup,
+            weight_decay=weight_decay,
+            max_grad_norm=max_grad_norm or None,
+            lock_image=lock_image,
+            lock_text=lock_text,
+            device=settings.device,
+            precision=settings.precision,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            keep_checkpoints=keep_checkpoints,
+            max_text_tokens=max_text_tokens,
+            eval_every=eval_every,
+            cache_mb=cache_mb,
+            workers=workers,
+            resume=resume,
+        )
+        data = load_caption_set(captions, images)
+        eval_data = load_caption_set(eval_captions, eval_images or images) if eval_captions else None
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not show,
+        )
+        scanning = progress.add_task("decoding images", total=None, info="", visible=False)
+        training = progress.add_task("training", total=None, info="", visible=False)
+
+        def on_step(step: int, total: int, loss: float, rate: float) -> None:
+            info = f"loss {loss:.4f}  lr {rate:.2e}"
+            progress.update(training, completed=step, total=total, visible=True, info=info)
+
+        def on_eval(point) -> None:
+            recall = point.text_to_image.recall
+            err.print(
+                f"step {point.step}: held-out text->image R@1 {recall[1]:.3f}  R@5 {recall[5]:.3f}  "
+                f"R@10 {recall[10]:.3f}"
+            )
+
+        try:
+            with progress:
+                report = train(
+                    options,
+                    data,
+                    eval_data=eval_data,
+                    on_scan=lambda done, total: progress.update(
+                        scanning, completed=done, total=total, visible=True
+                    ),
+                    on_step=on_step,
+                    on_eval=on_eval if show else None,
+                )
+        except TrainingInterrupted as interrupted:
+            err.print(f"{interrupted}; continue with the same command plus --resume")
+            raise typer.Exit(130) from None
+    if as_json:
+        out.print_json(json.dumps(asdict(report)))
+        return
+    if quiet:
+        return
+    losses = ""
+    if report.final_loss is not None:
+        losses = f"loss {report.first_loss:.4f} -> {report.final_loss:.4f}; "
+    err.print(
+        f"trained steps {report.start_step}..{report.steps} ({report.batch_size} pairs each, {report.images} "
+        f"images) in {report.seconds:.1f}s, {report.pairs_per_second:.1f} pairs/s [{report.device}, "
+        f"{report.precision}]; {losses}{len(report.skipped)} images skipped"
+    )
+    for path, reason in report.skipped[:20]:
+        err.print(f"  skipped: {path}: {reason}")
+    if len(report.skipped) > 20:
+        err.print(f"  ... and {len(report.skipped) - 20} more")
+    err.print(f"saved {report.output}; use it with: pixseek index --model {report.output} ...")
+
+
 if __name__ == "__main__":
     sys.exit(app())
