@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -220,11 +219,6 @@ def ray_indexer(
     init_options: Mapping[str, Any] | None = None,
 ) -> RayIndexer:
     """The ``--ray`` counterpart of :meth:`Library.indexer`: same collection, index file and saving."""
-    if address and os.path.exists(address):
-        raise PixseekError(
-            f"--ray took {address!r} as a cluster address, but it is a path: put --ray after the folders "
-            "to start a local Ray, or give it an address (auto, HOST:6379, ray://HOST:10001)"
-        )
     ray = connect(address, **(init_options or {}))
     settings = library.settings
     collection = library.collection_for(encoder)
