@@ -10,11 +10,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pixseek.store.ann.plan import parse_bytes
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rerank = Literal["none", "bridgetower", "blip2", "both"]
+IndexType = Literal["auto", "flat", "ivf", "ivfpq", "hnsw"]
 DEFAULT_MODEL = "clip"
 
 
@@ -48,6 +51,25 @@ class Settings(BaseSettings):
     rerank_cache_mb: int = Field(
         default=4096, ge=0, description="disk budget per re-ranker for cached image features; 0: off"
     )
+    # The vector index (pixseek.store.ann): chosen by collection size and memory budget, its search
+    # parameters tuned to the recall target and stored with it; the overrides beat the tuned values.
+    index_type: IndexType = "auto"
+    memory_budget: str | None = Field(
+        default=None, description="memory for the vector index, e.g. 8G; default: half the available RAM"
+    )
+    recall_target: float = Field(default=0.95, gt=0, le=1, description="recall@10 the tuning aims for")
+    nprobe: int | None = Field(default=None, ge=1, description="IVF lists visited per query (override)")
+    ef_search: int | None = Field(default=None, ge=1, description="HNSW search breadth (override)")
+    k_factor: int | None = Field(
+        default=None, ge=1, description="IVF-PQ: candidates re-ranked exactly, as a multiple of k (override)"
+    )
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _valid_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bytes(value)
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,8 +26,11 @@ from pixseek.search.rerank import (
     load_reranker,
 )
 from pixseek.search.searcher import Searcher
+from pixseek.store.ann.base import SearchParams
+from pixseek.store.ann.plan import parse_bytes
+from pixseek.store.ann.source import StoreVectors
 from pixseek.store.repository import CollectionInfo, CollectionMismatchError, Store
-from pixseek.store.vector_index import VectorIndex
+from pixseek.store.vector_index import IndexOptions, VectorIndex
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Candidates re-ranked per text query unless rerank_k says otherwise. On a CPU, cached BLIP-2 costs
@@ -37,8 +40,11 @@ DEFAULT_RERANK_K = {"cpu": 50, "cuda": 128}
 
 
 class Library:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, *, background_maintenance: bool = False):
+        """``background_maintenance``: long-running processes (server, watcher) rebuild the vector
+        index's base in a thread while serving; a CLI run rebuilds it before it exits."""
         self.settings = settings or Settings()
+        self.background_maintenance = background_maintenance
         if not _COLLECTION_NAME.match(self.settings.collection):
             raise PixseekError(
                 f"invalid collection name {self.settings.collection!r}: use letters, digits, '_', '.', '-'"
@@ -88,8 +94,19 @@ class Library:
         return encoder
 
     # ---- vector index ------------------------------------------------------------------------
-    def index_path(self, collection: CollectionInfo) -> Path:
-        return self.settings.index_dir / f"{collection.name}.faiss"
+    def index_path(self, collection: CollectionInfo | str) -> Path:
+        name = collection if isinstance(collection, str) else collection.name
+        return self.settings.index_dir / name
+
+    def index_options(self) -> IndexOptions:
+        s = self.settings
+        return IndexOptions(
+            kind=s.index_type,
+            memory_budget=parse_bytes(s.memory_budget) if s.memory_budget else None,
+            recall_target=s.recall_target,
+            overrides=SearchParams(nprobe=s.nprobe, ef_search=s.ef_search, k_factor=s.k_factor),
+            background=self.background_maintenance,
+        )
 
     @property
     def loaded_vectors(self) -> VectorIndex | None:
@@ -99,17 +116,42 @@ class Library:
     def vectors(self, collection: CollectionInfo) -> VectorIndex:
         """The collection's FAISS index, loaded once and reconciled with SQL."""
         if self._vectors is None:
-            vectors = VectorIndex.load(self.index_path(collection), collection.dim)
-            added, removed = vectors.reconcile(self.store, collection)
-            if added or removed:
-                vectors.save(self.index_path(collection))
-            self._vectors = vectors
+            self.open_vectors(collection)
         return self._vectors
 
+    def open_vectors(self, collection: CollectionInfo) -> tuple[VectorIndex, int, int]:
+        """(Re)load the index from disk and bring it in step with SQL: (index, added, removed)."""
+        vectors = VectorIndex.load(
+            self.index_path(collection),
+            collection.dim,
+            source=StoreVectors(self.store, collection.id, collection.dim),
+            options=self.index_options(),
+        )
+        added, removed = vectors.reconcile(self.store, collection)
+        if added or removed:
+            vectors.save(self.index_path(collection))
+        self._vectors = vectors
+        return vectors, added, removed
+
     def rebuild_vectors(self, collection: CollectionInfo) -> VectorIndex:
-        self._vectors = VectorIndex.rebuild(self.store, collection)
+        self._vectors = VectorIndex.rebuild(self.store, collection, self.index_options())
         self._vectors.save(self.index_path(collection))
         return self._vectors
+
+    def save_vectors(self, collection: CollectionInfo) -> None:
+        """Persist the index; a long-running process also starts a due base rebuild in the background."""
+        vectors = self.vectors(collection)
+        if self.background_maintenance:
+            vectors.maintain()
+        vectors.save(self.index_path(collection))
+
+    def finish_vectors(self, collection: CollectionInfo) -> bool:
+        """After a CLI indexing run: build the base the collection's size calls for, then save.
+        True if a base was (re)built."""
+        vectors = self.vectors(collection)
+        rebuilt = vectors.maintain(wait=True)
+        vectors.save(self.index_path(collection))
+        return rebuilt
 
     # ---- the two jobs ------------------------------------------------------------------------
     def indexer(self, encoder: DualEncoder) -> Indexer:
@@ -122,7 +164,7 @@ class Library:
             encoder,
             batch_size=self.settings.batch_size,
             workers=self.settings.decode_workers,
-            save_vectors=lambda: vectors.save(self.index_path(collection)),
+            save_vectors=lambda: self.save_vectors(collection),
         )
 
     def searcher(self, model: str | None = None) -> Searcher:

@@ -53,7 +53,7 @@ def assert_consistent(library: Library) -> None:
     assert sorted(vectors.ids().tolist()) == sorted(in_sql.tolist())
     ids, stored = library.store.embeddings(in_sql.tolist(), collection.dim)
     for image_id, vector in zip(ids[:5], stored[:5], strict=True):
-        np.testing.assert_allclose(vectors.index.reconstruct(int(image_id)), vector, atol=1e-6)
+        np.testing.assert_allclose(vectors.reconstruct(int(image_id)), vector, atol=1e-6)
 
 
 def test_index_then_search_by_text_and_image(library: Library, photos: Path) -> None:

@@ -1,8 +1,23 @@
 """The FAISS index of one collection: derived from SQL, saved atomically, reconciled on open.
 
-Exact inner product (``IndexIDMap2`` over ``IndexFlatIP``) on L2-normalised vectors: cosine ranking
-with ids equal to SQL row ids. The file on disk records the store generation it reflects; when that
-matches SQL the index is used as is, otherwise it is brought back in step from stored embeddings.
+Two parts, like the segments of a search engine:
+
+* the **base**, a trained index of a snapshot (exact ``Flat`` for small collections, ``IVF`` or
+  ``IVF-PQ`` with exact re-ranking for large ones, ``HNSW`` on request: see
+  :mod:`pixseek.store.ann.plan`), never written once built, hence memory-mapped read-only and
+  shared by every process that opens it;
+* the **delta**, an exact in-memory index of the vectors added since, and **tombstones**, the base
+  ids removed since, masked at search time.
+
+Searches query both and merge the top k. When the delta or the tombstones grow past a share of the
+base, or the collection outgrows what the base was trained for, a new base is built from the stored
+embeddings (in a background thread for long-running processes) and swapped in atomically: changes
+that arrived meanwhile are carried over by comparing id sets, never lost.
+
+On disk a collection's index is a folder: ``manifest.json`` names the current base files and the
+delta file; every file is written under a fresh name and published by rewriting the manifest
+(temp file, fsync, rename), so a reader or a crash never sees a half-written index. The manifest
+records the store generation it reflects; when SQL has moved on, the index catches up from SQL.
 """
 
 from __future__ import annotations
@@ -12,24 +27,52 @@ import logging
 import os
 import tempfile
 import threading
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
+from pixseek.store.ann.base import BaseIndex, SearchParams, gpu_count
+from pixseek.store.ann.plan import IndexPlan, choose_plan, default_memory_budget, nlist_for
+from pixseek.store.ann.source import StoreVectors, VectorSource
+from pixseek.store.ann.topk import merge_top_k
+from pixseek.store.ann.tuning import tune
+
 if TYPE_CHECKING:
     from pixseek.store.repository import CollectionInfo, Store
 
 log = logging.getLogger(__name__)
 
-GPU_MAX_K = 2048
+__all__ = ["IndexOptions", "VectorIndex", "gpu_count"]
+
+FORMAT = 2
+MANIFEST = "manifest.json"
+# Batches of >= 2 queries take FAISS's BLAS path (a matrix product) instead of one scan per query:
+# the default threshold of 20 left batches of 16 at a quarter of the BLAS speed (project notes).
+faiss.cvar.distance_compute_blas_threshold = 2
+_NO_IDS = np.empty(0, dtype=np.int64)
 
 
-def gpu_count() -> int:
-    """GPUs usable by FAISS: zero unless faiss-gpu is installed and sees a device."""
-    get_num_gpus = getattr(faiss, "get_num_gpus", None)
-    return get_num_gpus() if get_num_gpus else 0
+@dataclass(frozen=True)
+class IndexOptions:
+    """How a collection's index is chosen, tuned, searched and maintained."""
+
+    kind: str = "auto"  # auto | flat | ivf | ivfpq | hnsw
+    memory_budget: int | None = None  # bytes for the index; None: half the available memory
+    recall_target: float = 0.95
+    overrides: SearchParams = field(default_factory=SearchParams)  # beat the tuned parameters
+    mmap: bool = True  # map the base read-only instead of reading it into private memory
+    background: bool = False  # rebuild the base in a thread (servers, watchers)
+    merge_min: int = 20_000  # no base below this many vectors: the delta alone is exact and cheap
+    merge_ratio: float = 0.1  # rebuild when delta or tombstones exceed this share of the base
+    regrow_ratio: float = 2.0  # retrain when the collection is this many times the trained size
+
+    def budget(self) -> int:
+        return self.memory_budget if self.memory_budget is not None else default_memory_budget()
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -52,64 +95,100 @@ def _write_atomically(path: Path, write) -> None:
         os.close(dir_fd)
 
 
+def _new_delta(dim: int) -> faiss.Index:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _delta_ids(delta: faiss.Index) -> np.ndarray:
+    return faiss.vector_to_array(delta.id_map).astype(np.int64)
+
+
+def _delta_vectors(delta: faiss.Index) -> np.ndarray:
+    if delta.ntotal == 0:
+        return np.empty((0, delta.d), dtype=np.float32)
+    return delta.index.reconstruct_n(0, delta.ntotal)  # in id-map order, like _delta_ids
+
+
 class VectorIndex:
-    """Thread-safe wrapper: searches and updates may come from different threads (API, watcher)."""
+    """Thread-safe: searches and updates may come from different threads (API, watcher)."""
 
-    def __init__(self, dim: int, index: faiss.Index | None = None, generation: int = -1):
+    def __init__(
+        self,
+        dim: int,
+        *,
+        source: VectorSource | None = None,
+        options: IndexOptions | None = None,
+        generation: int = -1,
+    ):
         self.dim = dim
-        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.source = source  # the stored vectors: for (re)builds and exact re-ranking
+        self.options = options or IndexOptions()
         self.generation = generation
+        self.base: BaseIndex | None = None
+        self.delta = _new_delta(dim)
+        self.tombstones = _NO_IDS  # sorted base ids removed since the base was built
+        self.path: Path | None = None  # the folder this index was loaded from or saved to
+        self._base_files: dict | None = None  # the base's file names once written
         self._lock = threading.RLock()
-        self._gpu_index: faiss.Index | None = None
+        self._maintenance: threading.Thread | None = None
+        self.last_maintenance_error: str | None = None
 
-    # ---- persistence ----------------------------------------------------------------------------
-    @staticmethod
-    def meta_path(path: Path) -> Path:
-        return path.with_name(path.name + ".json")
+    # ---- sizes -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return (len(self.base) if self.base else 0) - len(self.tombstones) + int(self.delta.ntotal)
 
-    @classmethod
-    def load(cls, path: Path, dim: int) -> VectorIndex:
-        """Load the saved index; a missing, unreadable or wrong-sized file yields an empty one to rebuild."""
-        try:
-            index = faiss.read_index(str(path))
-            meta = json.loads(cls.meta_path(path).read_text())
-        except (RuntimeError, OSError, ValueError) as error:
-            if path.exists():
-                log.warning("vector index %s unreadable (%s); rebuilding it from the store", path, error)
-            return cls(dim)
-        if index.d != dim:
-            log.warning("vector index %s is %d-d, collection is %d-d; rebuilding", path, index.d, dim)
-            return cls(dim)
-        return cls(dim, index, int(meta.get("generation", -1)))
-
-    def save(self, path: Path) -> None:
-        with self._lock:
-            _write_atomically(path, lambda tmp: faiss.write_index(self.index, tmp))
-            meta = {"generation": self.generation, "ntotal": int(self.index.ntotal), "dim": self.dim}
-            # Written after the index: a crash in between leaves an older generation, i.e. a reconcile.
-            _write_atomically(self.meta_path(path), lambda tmp: Path(tmp).write_text(json.dumps(meta)))
-
-    # ---- updates -----------------------------------------------------------------------------
     def ids(self) -> np.ndarray:
         with self._lock:
-            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+            base = self.base.ids[~np.isin(self.base.ids, self.tombstones)] if self.base else _NO_IDS
+            return np.concatenate([np.asarray(base), _delta_ids(self.delta)])
 
-    def __len__(self) -> int:
-        return int(self.index.ntotal)
+    def describe(self) -> dict:
+        """What `pixseek status` and the API report about the index."""
+        with self._lock:
+            base = self.base
+            return {
+                "type": base.plan.kind if base else "flat",
+                "factory": base.plan.factory_key() if base else "IDMap2,Flat",
+                "vectors": len(self),
+                "base_vectors": len(base) if base else 0,
+                "delta_vectors": int(self.delta.ntotal),
+                "tombstones": len(self.tombstones),
+                "params": base.params.overridden_by(self.options.overrides).to_json() if base else {},
+                "measured_recall": base.measured_recall if base else 1.0,
+                "recall_target": self.options.recall_target,
+                "bytes_per_vector": base.plan.bytes_per_vector(self.dim) if base else 4 * self.dim + 16,
+                "gpus": gpu_count(),
+                "maintenance_running": bool(self._maintenance and self._maintenance.is_alive()),
+                "last_maintenance_error": self.last_maintenance_error,
+            }
 
+    def reconstruct(self, image_id: int) -> np.ndarray:
+        """The indexed vector of ``image_id`` (delta, or a base kind that keeps raw vectors)."""
+        with self._lock:
+            if image_id in set(_delta_ids(self.delta).tolist()):
+                return self.delta.reconstruct(int(image_id))
+            vector = self.base.reconstruct(image_id) if self.base else None
+            if vector is None or image_id in set(self.tombstones.tolist()):
+                raise KeyError(image_id)
+            return vector
+
+    # ---- updates -----------------------------------------------------------------------------
     def update(
         self, added_ids: np.ndarray, added_vectors: np.ndarray, removed_ids: np.ndarray, generation: int
     ) -> None:
+        """Mirror one applied SQL batch: removals become delta removals or base tombstones, new
+        vectors go to the delta (replacing an id's older vector wherever it was)."""
+        added_ids = np.ascontiguousarray(added_ids, dtype=np.int64)
+        gone = np.concatenate([np.asarray(removed_ids, dtype=np.int64), added_ids])
         with self._lock:
-            if len(removed_ids):
-                self.index.remove_ids(np.ascontiguousarray(removed_ids, dtype=np.int64))
+            if len(gone):
+                self.delta.remove_ids(gone)
+                if self.base is not None:
+                    in_base = gone[self.base.contains(gone)]
+                    self.tombstones = np.union1d(self.tombstones, in_base)
             if len(added_ids):
-                self.index.add_with_ids(
-                    np.ascontiguousarray(added_vectors, dtype=np.float32),
-                    np.ascontiguousarray(added_ids, dtype=np.int64),
-                )
+                self.delta.add_with_ids(np.ascontiguousarray(added_vectors, dtype=np.float32), added_ids)
             self.generation = generation
-            self._gpu_index = None
 
     def reconcile(self, store: Store, collection: CollectionInfo) -> tuple[int, int]:
         """Make the index hold exactly the stored embeddings; returns (added, removed) counts."""
@@ -117,8 +196,8 @@ class VectorIndex:
             return 0, 0
         in_sql = store.indexed_ids(collection.id)
         in_index = self.ids()
-        missing = np.setdiff1d(in_sql, in_index, assume_unique=True)
-        stale = np.setdiff1d(in_index, in_sql, assume_unique=True)
+        missing = np.setdiff1d(in_sql, in_index)
+        stale = np.setdiff1d(in_index, in_sql)
         ids, vectors = store.embeddings(missing.tolist(), collection.dim) if len(missing) else (missing, None)
         self.update(ids, vectors, stale, collection.generation)
         if len(missing) or len(stale):
@@ -127,37 +206,291 @@ class VectorIndex:
             )
         return len(missing), len(stale)
 
+    # ---- (re)building the base -----------------------------------------------------------------
+    def planned(self) -> tuple[IndexPlan, str] | None:
+        """The base the index should have now and why, or None if the current one is fine."""
+        live, options = len(self), self.options
+        base = self.base
+        wanted = choose_plan(live, self.dim, options.budget(), options.kind)
+        if base is None:
+            if live < options.merge_min and wanted.kind == "flat":
+                return None  # the exact delta alone serves small collections
+            return wanted, "first base"
+        if wanted.kind != base.plan.kind:
+            return wanted, f"collection of {live} vectors now wants {wanted.kind}"
+        if base.plan.trained and nlist_for(live) >= options.regrow_ratio * base.plan.nlist:
+            return wanted, f"grown to {live} vectors, trained for {len(base)}"
+        threshold = max(options.merge_min, options.merge_ratio * len(base))
+        if self.delta.ntotal >= threshold or len(self.tombstones) >= threshold:
+            return base.plan, f"{self.delta.ntotal} new and {len(self.tombstones)} removed vectors"
+        return None
+
+    def maintain(self, *, wait: bool = False, force: bool = False) -> bool:
+        """Start (or, with ``wait``, run to the end) a base rebuild if one is due; True if it ran."""
+        if self.source is None:
+            return False
+        with self._lock:
+            if self._maintenance is not None and self._maintenance.is_alive():
+                running = self._maintenance
+            else:
+                running = None
+                plan = self.planned()
+                if plan is None and force:
+                    plan = (
+                        choose_plan(len(self), self.dim, self.options.budget(), self.options.kind),
+                        "asked",
+                    )
+                if plan is None:
+                    return False
+                self._maintenance = threading.Thread(
+                    target=self._rebuild_logged, args=plan, name="pixseek-index-build", daemon=True
+                )
+                if self.options.background and not wait:
+                    self._maintenance.start()
+                    return True
+        if running is not None:
+            if wait:
+                running.join()
+                return self.maintain(wait=True, force=False)
+            return False
+        self._maintenance.run()  # in this thread: a CLI run waits for its index
+        return True
+
+    def wait_for_maintenance(self) -> None:
+        thread = self._maintenance
+        if thread is not None and thread.is_alive():
+            thread.join()
+
+    def _rebuild_logged(self, plan: IndexPlan, reason: str) -> None:
+        try:
+            self.rebuild_base(plan, reason)
+            self.last_maintenance_error = None
+        except Exception as error:  # the old base keeps serving; the next change retries
+            self.last_maintenance_error = f"{type(error).__name__}: {error}"
+            log.exception("rebuilding the vector index failed; the current one stays in use")
+
+    def rebuild_base(self, plan: IndexPlan, reason: str = "asked") -> None:
+        """Build a new base from the stored vectors, tune it, and swap it in. The index must
+        mirror SQL (loaded and reconciled): what it holds is the live set the swap keeps."""
+        started = time.perf_counter()
+        current = self.base
+        template = current.template if current is not None and current.plan == plan else None
+        log.info(
+            "building %s base (%s)%s", plan.factory_key(), reason, "" if template is None else ", reused"
+        )
+        new_base = BaseIndex.build(plan, self.source, template=template)
+        tune(new_base, self.source, self.options.recall_target)
+        self._switch(new_base)
+        log.info(
+            "new %s base of %d vectors in %.1f s",
+            plan.factory_key(),
+            len(new_base),
+            time.perf_counter() - started,
+        )
+        if self.path is not None:
+            self.save(self.path)
+
+    def _switch(self, new_base: BaseIndex) -> None:
+        """Swap in ``new_base`` and carry over what changed since its snapshot, by id sets: live ids it
+        lacks stay in (or join) the delta; ids it has that are no longer live become tombstones."""
+        with self._lock:
+            live = self.ids()
+            in_new = new_base.contains(live)
+            carried = live[~in_new]
+            delta_ids = _delta_ids(self.delta)
+            from_delta = carried[np.isin(carried, delta_ids)]
+            vectors = [self.delta.reconstruct_batch(from_delta)] if len(from_delta) else []
+            elsewhere = carried[~np.isin(carried, delta_ids)]
+            if len(elsewhere):  # in the old base only: the snapshot missed them
+                found, extra = self.source.by_ids(elsewhere)
+                from_delta, vectors = np.concatenate([from_delta, found]), [*vectors, extra]
+            delta = _new_delta(self.dim)
+            if len(from_delta):
+                delta.add_with_ids(np.concatenate(vectors).astype(np.float32), from_delta)
+            self.base, self.delta = new_base, delta
+            self.tombstones = np.setdiff1d(new_base.ids, live)
+            self._base_files = None
+
     @classmethod
-    def rebuild(cls, store: Store, collection: CollectionInfo) -> VectorIndex:
-        fresh = cls(collection.dim)
-        for ids, vectors in store.iter_embeddings(collection.id, collection.dim):
-            fresh.index.add_with_ids(vectors, ids)
-        fresh.generation = collection.generation
+    def rebuild(
+        cls, store: Store, collection: CollectionInfo, options: IndexOptions | None = None
+    ) -> VectorIndex:
+        """A fresh index of everything stored (no model needed), with a base if the size calls for one."""
+        source = StoreVectors(store, collection.id, collection.dim)
+        fresh = cls(collection.dim, source=source, options=options, generation=collection.generation)
+        live = source.ids()
+        plan = choose_plan(len(live), collection.dim, fresh.options.budget(), fresh.options.kind)
+        if len(live) >= fresh.options.merge_min or fresh.options.kind not in ("auto", "flat"):
+            fresh.base = BaseIndex.build(plan, source)
+            tune(fresh.base, source, fresh.options.recall_target)
+        else:
+            for ids, vectors in source.chunks():
+                fresh.delta.add_with_ids(vectors, ids)
         return fresh
 
-    # ---- search ------------------------------------------------------------------------------
-    def _search_index(self, k: int) -> faiss.Index:
-        """A GPU replica for unfiltered search when faiss-gpu sees a GPU; the CPU index stays the truth.
-        GPU indexes answer at most k=2048, so larger requests stay on the CPU."""
-        if gpu_count() == 0 or self.index.ntotal == 0 or k > GPU_MAX_K:
-            return self.index
-        if self._gpu_index is None:
-            self._gpu_index = faiss.index_cpu_to_all_gpus(self.index)
-        return self._gpu_index
+    # ---- persistence ----------------------------------------------------------------------------
+    @staticmethod
+    def legacy_paths(path: Path) -> tuple[Path, Path]:
+        """Where pixseek before the segmented layout kept the index (one Flat file + sidecar)."""
+        old = path.with_name(path.name + ".faiss")
+        return old, old.with_name(old.name + ".json")
 
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        dim: int,
+        *,
+        source: VectorSource | None = None,
+        options: IndexOptions | None = None,
+    ) -> VectorIndex:
+        """Load the saved index; a missing, unreadable or wrong-sized one yields an empty index that
+        :meth:`reconcile` fills from SQL. An index in the old one-file layout becomes the delta."""
+        index = cls(dim, source=source, options=options)
+        index.path = Path(path)
+        try:
+            if not (Path(path) / MANIFEST).exists():
+                index._read_legacy(Path(path))
+                return index
+            for attempt in range(3):  # a writer may publish a new manifest while this one is read
+                manifest = json.loads((Path(path) / MANIFEST).read_text())
+                if manifest.get("format") != FORMAT or manifest.get("dim") != dim:
+                    raise ValueError(f"format {manifest.get('format')}, {manifest.get('dim')}-d, not {dim}-d")
+                try:
+                    index._read(Path(path), manifest)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+                    index = cls(dim, source=source, options=options)
+                    index.path = Path(path)
+        except (RuntimeError, OSError, ValueError, KeyError) as error:
+            log.warning("vector index %s unreadable (%s); rebuilding it from the store", path, error)
+            index = cls(dim, source=source, options=options)
+            index.path = Path(path)
+        return index
+
+    def _read(self, folder: Path, manifest: dict) -> None:
+        base = manifest.get("base")
+        if base:
+            plan = IndexPlan.from_json(base["plan"])
+            params = SearchParams(**base.get("params", {}))
+            template = folder / base["template"] if base.get("template") else None
+            self.base = BaseIndex.read(
+                folder / base["index"], folder / base["ids"], template, plan, params, mmap=self.options.mmap
+            )
+            self.base.measured_recall = base.get("measured_recall")
+            self._base_files = base
+        with np.load(folder / manifest["delta"]) as delta:
+            if len(delta["ids"]):
+                self.delta.add_with_ids(np.ascontiguousarray(delta["vectors"]), delta["ids"])
+            self.tombstones = np.sort(delta["tombstones"])
+        self.generation = int(manifest.get("generation", -1))
+
+    def _read_legacy(self, path: Path) -> None:
+        old, meta = self.legacy_paths(path)
+        if not old.exists():
+            return
+        legacy = faiss.read_index(str(old))
+        if legacy.d != self.dim:
+            raise ValueError(f"{old} is {legacy.d}-d")
+        ids = _delta_ids(legacy)
+        if len(ids):
+            self.delta.add_with_ids(np.ascontiguousarray(_delta_vectors(legacy)), ids)
+        self.generation = int(json.loads(meta.read_text()).get("generation", -1)) if meta.exists() else -1
+
+    def save(self, path: Path) -> None:
+        """Write what changed under fresh names, then publish it by replacing the manifest."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self.path = folder
+            tag = uuid.uuid4().hex[:12]
+            if self.base is not None and self._base_files is None:
+                files = {"index": f"base-{tag}.faiss", "ids": f"base-{tag}.ids.npy"}
+                files["template"] = f"base-{tag}.trained.faiss" if self.base.template else None
+                self.base.write(
+                    folder / files["index"],
+                    folder / files["ids"],
+                    folder / files["template"] if files["template"] else None,
+                )
+                self._base_files = files
+            delta_name = f"delta-{tag}.npz"
+            ids, vectors = _delta_ids(self.delta), _delta_vectors(self.delta)
+
+            def write_delta(tmp: str) -> None:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, ids=ids, vectors=vectors, tombstones=self.tombstones)
+
+            _write_atomically(folder / delta_name, write_delta)
+            manifest = {"format": FORMAT, "dim": self.dim, "generation": self.generation, "delta": delta_name}
+            if self.base is not None:
+                manifest["base"] = {
+                    **{k: v for k, v in self._base_files.items() if k in ("index", "ids", "template")},
+                    "plan": self.base.plan.to_json(),
+                    "params": self.base.params.to_json(),
+                    "measured_recall": self.base.measured_recall,
+                    "vectors": len(self.base),
+                }
+                self._base_files = manifest["base"]
+            text = json.dumps(manifest, indent=1)
+            _write_atomically(folder / MANIFEST, lambda tmp: Path(tmp).write_text(text))
+            referenced = {
+                MANIFEST,
+                delta_name,
+                *(v for v in (manifest.get("base") or {}).values() if isinstance(v, str)),
+            }
+        for stale in folder.iterdir():  # a mapped file stays valid for its readers after unlink
+            if stale.name not in referenced and not stale.name.startswith("."):
+                stale.unlink(missing_ok=True)
+        for legacy in self.legacy_paths(folder):
+            legacy.unlink(missing_ok=True)
+
+    # ---- search ------------------------------------------------------------------------------
     def search(
-        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed_ids: np.ndarray | None = None,
+        params: SearchParams | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by inner product; with ``allowed_ids`` only those ids compete, so k results come back
-        whenever k allowed vectors exist (filtering before ranking, not after)."""
+        """Top-k by inner product over base and delta; with ``allowed_ids`` only those ids compete,
+        so k results come back whenever k allowed vectors exist (filtering before ranking)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         with self._lock:
+            total = len(self)
             if allowed_ids is None:
-                k = min(k, int(self.index.ntotal)) or 1
-                return self._search_index(k).search(queries, k)
-            if len(allowed_ids) == 0:
+                k = min(k, total) or 1
+            elif len(allowed_ids) == 0:
                 empty = np.zeros((len(queries), 0))
                 return empty.astype(np.float32), empty.astype(np.int64)
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
-            params = faiss.SearchParameters(sel=selector)
-            return self.index.search(queries, min(k, len(allowed_ids)), params=params)
+            else:
+                allowed_ids = np.ascontiguousarray(allowed_ids, dtype=np.int64)
+                k = min(k, len(allowed_ids))
+            results = []
+            if self.base is not None and len(self.base):
+                chosen = self.base.params.overridden_by(self.options.overrides).overridden_by(params)
+                results.append(
+                    self.base.search(
+                        queries,
+                        k,
+                        chosen,
+                        allowed=allowed_ids,
+                        tombstones=self.tombstones,
+                        refine=self.source,
+                    )
+                )
+            if self.delta.ntotal:
+                results.append(self._search_delta(queries, k, allowed_ids))
+        if not results:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        return results[0] if len(results) == 1 else merge_top_k(results, k)
+
+    def _search_delta(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        k_delta = min(k, int(self.delta.ntotal))
+        if allowed is None:
+            scores, ids = self.delta.search(queries, k_delta)
+        else:
+            selector = faiss.IDSelectorBatch(allowed)
+            scores, ids = self.delta.search(queries, k_delta, params=faiss.SearchParameters(sel=selector))
+        return scores, ids
