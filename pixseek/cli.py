@@ -920,6 +920,7 @@ def train_command(
             TimeRemainingColumn(),
             console=err,
             disable=not show,
+            transient=True,  # the summary follows; a finished bar left above it says nothing more
         )
         scanning = progress.add_task("decoding images", total=None, info="", visible=False)
         training = progress.add_task("training", total=None, info="", visible=False)

@@ -233,6 +233,16 @@ def train(
         processor.image_processor, image_min_side(processor.image_processor), options.cache_mb << 20
     )
     training = scan(data, loader, workers=options.workers, progress=on_scan)
+    if eval_data is not None:  # fail now, not after hours of training, on a broken held-out image
+        held_out = scan(
+            eval_data, ImageLoader(processor.image_processor, loader.min_side, 0), workers=options.workers
+        )
+        if held_out.skipped:
+            path, reason = held_out.skipped[0]
+            raise PixseekError(
+                f"held-out image {path}: {reason} ({len(held_out.skipped)} broken); "
+                "the evaluation set must decode in full"
+            )
     pairs_per_step = options.batch_size * options.accumulate
     if len(training.usable) < pairs_per_step:
         raise PixseekError(
