@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -112,6 +113,28 @@ PrecisionOption = Annotated[
     typer.Option(help="auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32; or fp32|bf16|fp16"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+# The vector index: how it is chosen and tuned (pixseek.store.ann).
+IndexTypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--index-type",
+        help="Vector index: auto (exact Flat up to 100k vectors, then IVF, IVF-PQ with exact re-ranking "
+        "when raw vectors exceed --memory-budget), flat, ivf, ivfpq or hnsw [env PIXSEEK_INDEX_TYPE]",
+    ),
+]
+MemoryBudgetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory the vector index may use, e.g. 8G [env PIXSEEK_MEMORY_BUDGET; default: half the "
+        "available RAM]"
+    ),
+]
+RecallTargetOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.01, max=1.0, help="recall@10 the index's search parameters are tuned to [default: 0.95]"
+    ),
+]
 # Shared by index and watch: which files count, and how the indexing pipeline runs.
 BatchSizeOption = Annotated[int | None, typer.Option(help="Images per model call [default: 32]")]
 WorkersOption = Annotated[int | None, typer.Option(help="Decoding threads [default: CPU count]")]
@@ -197,18 +220,18 @@ def index(
     bridgetower_model: BridgeTowerModelOption = None,
     blip2_model: Blip2ModelOption = None,
     ray: Annotated[
-        str | None,
+        bool,
         typer.Option(
             "--ray",
-            is_flag=False,
-            flag_value="local",
-            metavar="[ADDRESS]",
-            help="Read, decode and embed on Ray actors (needs pip install 'pixseek[ray]'): alone, a local "
-            "Ray on this machine; with a cluster address (auto, HOST:6379, ray://HOST:10001), that cluster, "
-            "one actor per GPU. Same incremental rules and store writes as without it. Put it after the "
-            "folders or give it an address. Files must be at the same paths on every node, the database "
-            "reachable from every node (see docs/distributed.md)",
+            help="Read, decode and embed on Ray actors (needs pip install 'pixseek[ray]'): a local Ray on "
+            "this machine, or the cluster of --ray-address (or $RAY_ADDRESS), one actor per GPU. Same "
+            "incremental rules and store writes as without it. On a cluster, files must be at the same "
+            "paths on every node and the database reachable from every node (docs/distributed.md)",
         ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to index on (implies --ray): auto, HOST:6379 or ray://HOST:10001"),
     ] = None,
     ray_actors: Annotated[
         int | None,
@@ -217,6 +240,9 @@ def index(
             help="Embedding actors for --ray [default: one per GPU, else one per 4 CPUs of the cluster]",
         ),
     ] = None,
+    index_type: IndexTypeOption = None,
+    memory_budget: MemoryBudgetOption = None,
+    recall_target: RecallTargetOption = None,
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary")] = False,
 ) -> None:
@@ -232,25 +258,28 @@ def index(
             decode_workers=workers,
             bridgetower_model=bridgetower_model,
             blip2_model=blip2_model,
+            index_type=index_type,
+            memory_budget=memory_budget,
+            recall_target=recall_target,
         )
         for path in paths:
             if not path.exists():
                 raise FileNotFoundError(f"no such file or folder: {path}")
-        if ray_actors is not None and ray is None:
+        ray = ray or ray_address is not None
+        if ray_actors is not None and not ray:
             raise PixseekError("--ray-actors needs --ray")
-        if ray is not None:
+        if ray:
             from pixseek.distributed import require_ray
 
             require_ray()  # before the model loads: a missing extra is a one-line error at once
         library = Library(settings)
         encoder = library.load_encoder()
-        if ray is None:
+        if not ray:
             indexer = library.indexer(encoder)
         else:
             from pixseek.distributed.ray_indexing import ray_indexer
 
-            address = None if ray == "local" else ray
-            indexer = ray_indexer(library, encoder, address=address, actors=ray_actors)
+            indexer = ray_indexer(library, encoder, address=ray_address, actors=ray_actors)
         progress, on_progress = _progress_bar(show=not (quiet or as_json))
         try:
             with progress:
@@ -263,6 +292,7 @@ def index(
                     retry_failed=retry_failed,
                     progress=on_progress,
                 )
+            _finish_vectors(library, show=not (quiet or as_json))
             fills = _fill_rerank_caches(library, rerank_cache, show=not (quiet or as_json))
         except KeyboardInterrupt:
             err.print("interrupted: finished batches are saved; run the same command again to resume")
@@ -282,6 +312,15 @@ def index(
                 f"were, {fill.over_budget} over the budget (cached when first searched), "
                 f"{len(fill.failed)} unreadable"
             )
+
+
+def _finish_vectors(library: Library, show: bool) -> None:
+    """Build the vector index the collection's size now calls for (IVF past 100k vectors...)."""
+    collection = library.collection()
+    planned = library.vectors(collection).planned()
+    if planned and show:
+        err.print(f"building the {planned[0].factory_key()} vector index ({planned[1]})...")
+    library.finish_vectors(collection)
 
 
 def _fill_rerank_caches(library: Library, choice: str | None, show: bool) -> dict[str, FillReport]:
@@ -531,7 +570,10 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         try:
             for info in library.store.collections():
                 stats = library.store.stats(info.id)
-                index_file = library.settings.index_dir / f"{info.name}.faiss"
+                index_dir = library.index_path(info)
+                index_bytes = sum(f.stat().st_size for f in index_dir.iterdir()) if index_dir.is_dir() else 0
+                manifest = index_dir / "manifest.json"
+                base = json.loads(manifest.read_text()).get("base") if manifest.exists() else None
                 report.append(
                     {
                         "collection": info.name,
@@ -542,8 +584,11 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
                         "indexed": stats.indexed,
                         "failed": stats.failed,
                         "last_indexed": stats.last_indexed.isoformat() if stats.last_indexed else None,
-                        "index_file": str(index_file),
-                        "index_bytes": index_file.stat().st_size if index_file.exists() else 0,
+                        "index_dir": str(index_dir),
+                        "index_bytes": index_bytes,
+                        "index_type": base["plan"]["kind"] if base else "flat",
+                        "index_params": base["params"] if base else {},
+                        "index_recall": base["measured_recall"] if base else 1.0,
                         "failures": [{"path": p, "reason": r} for p, r in library.store.failures(info.id)],
                     }
                 )
@@ -562,7 +607,12 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
             f"{entry['collection']}: {entry['indexed']} images, {entry['failed']} failed; "
             f"model {entry['model']} ({entry['dim']}-d, {entry['precision']}, "
             f"fingerprint {entry['fingerprint']}); "
-            f"index {entry['index_bytes'] / 1e6:.1f} MB"
+            f"index {entry['index_type']} {entry['index_bytes'] / 1e6:.1f} MB"
+            + (
+                f" {entry['index_params']}, recall@10 {entry['index_recall']:.3f}"
+                if entry["index_params"]
+                else ""
+            )
         )
         for failure in entry["failures"]:
             out.print(f"  failed: {failure['path']}: {failure['reason']}")
@@ -594,24 +644,36 @@ def rm(
 def reindex(
     ctx: typer.Context,
     rebuild: Annotated[
-        bool, typer.Option(help="Rebuild the FAISS index from the embeddings stored in SQL")
+        bool,
+        typer.Option(
+            help="Rebuild the FAISS index from the embeddings stored in SQL (no model needed): choose "
+            "the index type anew for the collection's size and budget, train it, tune its parameters"
+        ),
     ] = False,
+    index_type: IndexTypeOption = None,
+    memory_budget: MemoryBudgetOption = None,
+    recall_target: RecallTargetOption = None,
 ) -> None:
     """Check the FAISS index against SQL and repair it; --rebuild makes it anew (no model needed)."""
     with _user_errors():
-        library = Library(_settings(ctx))
+        library = Library(
+            _settings(ctx, index_type=index_type, memory_budget=memory_budget, recall_target=recall_target)
+        )
         try:
             collection = library.collection()
             if rebuild:
                 vectors = library.rebuild_vectors(collection)
-                err.print(f"rebuilt {library.index_path(collection)}: {len(vectors)} vectors")
+                info = vectors.describe()
+                err.print(
+                    f"rebuilt {library.index_path(collection)}: {len(vectors)} vectors, {info['factory']} "
+                    f"{info['params']}, measured recall@10 {info['measured_recall']:.3f}"
+                )
             else:
-                vectors = VectorIndex.load(library.index_path(collection), collection.dim)
-                added, removed = vectors.reconcile(library.store, collection)
-                vectors.save(library.index_path(collection))
+                vectors, added, removed = library.open_vectors(collection)
                 err.print(
                     f"index in step with SQL: {len(vectors)} vectors (+{added} added, -{removed} stale)"
                 )
+                library.finish_vectors(collection)
         finally:
             library.close()
 
@@ -630,9 +692,9 @@ def drop(
                 raise typer.Exit(1)
             if not library.store.drop_collection(name):
                 raise PixseekError(f"no collection {name!r}")
-            for path in (library.settings.index_dir / f"{name}.faiss",):
+            shutil.rmtree(library.index_path(name), ignore_errors=True)
+            for path in VectorIndex.legacy_paths(library.index_path(name)):
                 path.unlink(missing_ok=True)
-                VectorIndex.meta_path(path).unlink(missing_ok=True)
         finally:
             library.close()
     err.print(f"dropped {name}")
