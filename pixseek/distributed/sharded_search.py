@@ -97,13 +97,20 @@ class ShardServer:
         self.index.update(ids[mine], np.asarray(vectors)[mine], np.empty(0, np.int64), generation)
         return len(self.index)
 
+    def clear(self, dim: int | None = None) -> None:
+        """Drop every vector (and switch to ``dim``-d vectors if given): reuse the actor, e.g. for
+        another collection, without paying for a new process."""
+        self.dim = dim or self.dim
+        self.index = VectorIndex(self.dim)
+
     def load_from_store(self, database_url: str, collection_id: int) -> int:
-        """Read this shard's vectors from the store: every shard scans the embeddings once (in
-        parallel), so the driver never holds the collection."""
+        """Replace this shard's vectors with its share of the store's: every shard scans the
+        embeddings once (in parallel), so the driver never holds the collection."""
         from pixseek.store.database import create_store_engine
         from pixseek.store.repository import Store
 
         store = Store(create_store_engine(database_url))
+        self.clear()
         try:
             collection = next(c for c in store.collections() if c.id == collection_id)
             for ids, vectors in store.iter_embeddings(collection_id, self.dim):
@@ -156,10 +163,20 @@ class ShardedIndex:
     ) -> ShardedIndex:
         """Shards of a stored collection, each loading its vectors from the database itself."""
         index = cls.create(dim, num_shards, **options)
+        index.load_from_store(database_url, collection_id)
+        return index
+
+    def load_from_store(self, database_url: str, collection_id: int) -> None:
+        """Reload every shard from the store (after the collection changed, say), in parallel."""
         import ray
 
-        ray.get([actor.load_from_store.remote(database_url, collection_id) for actor in index.actors])
-        return index
+        ray.get([actor.load_from_store.remote(database_url, collection_id) for actor in self.actors])
+
+    def clear(self, dim: int | None = None) -> None:
+        import ray
+
+        self.dim = dim or self.dim
+        ray.get([actor.clear.remote(self.dim) for actor in self.actors])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, generation: int = -1) -> None:
         """Route rows to their shards (each shard receives only its own rows)."""
