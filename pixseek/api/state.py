@@ -19,7 +19,7 @@ from pixseek.errors import PixseekError
 from pixseek.indexer.pipeline import IndexReport
 from pixseek.indexer.watch import Watcher, WatchOptions
 from pixseek.library import Library
-from pixseek.search.batching import TextQueryBatcher
+from pixseek.search.batching import TextQueryBatcher, VectorSearchBatcher
 from pixseek.search.rerank.scorer import CachedScorer
 from pixseek.search.searcher import Searcher
 from pixseek.store.repository import SearchFilters
@@ -29,11 +29,12 @@ class AppState:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.roots = LibraryRoots(settings.library_roots)
-        self.library = Library(settings)
+        self.library = Library(settings, background_maintenance=True)
         self.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails")
         self._lock = threading.RLock()
         self._encoder: DualEncoder | None = None
         self._text_batcher: TextQueryBatcher | None = None
+        self._search_batcher: VectorSearchBatcher | None = None
         self._scorers: dict[str, CachedScorer] = {}
         # One re-ranking at a time: each already uses every core, and the feature cache's LRU
         # bookkeeping is per process.
@@ -49,8 +50,9 @@ class AppState:
             self.watcher.stop()
             self._watch_thread.join(timeout=30)
         self.jobs.close()
-        if self._text_batcher is not None:
-            self._text_batcher.close()
+        for batcher in (self._text_batcher, self._search_batcher):
+            if batcher is not None:
+                batcher.close()
         self.library.close()
 
     @property
@@ -116,9 +118,19 @@ class AppState:
             if self._searcher is None:
                 collection = self.library.collection()
                 self._searcher = Searcher(
-                    self.library.store, collection, self.library.vectors(collection), self.query_encoder
+                    self.library.store, collection, self.vector_search(collection), self.query_encoder
                 )
             return self._searcher
+
+    def vector_search(self, collection) -> VectorSearchBatcher:
+        """The collection's index behind a batcher: concurrent searches share FAISS calls. One per
+        index object (a rebuild from scratch loads a new one)."""
+        vectors = self.library.vectors(collection)
+        if self._search_batcher is None or self._search_batcher.vectors is not vectors:
+            if self._search_batcher is not None:
+                self._search_batcher.close()
+            self._search_batcher = VectorSearchBatcher(vectors)
+        return self._search_batcher
 
     def _forget_searcher(self) -> None:
         """After a job the collection may be new; the next search rebuilds the (cheap) searcher."""
