@@ -376,7 +376,7 @@ def watch(
             force_polling=poll,
             poll_interval=poll_interval,
         )
-        library = Library(settings)
+        library = Library(settings, background_maintenance=True)  # rebuilds never pause the watch
         try:
             indexer = library.indexer(library.load_encoder())
             progress, on_progress = _progress_bar(show=not quiet)
@@ -904,8 +904,8 @@ def train_command(
     precision: Annotated[
         str | None,
         typer.Option(
-            help="auto = fp16 autocast with a grad scaler on CUDA (bf16 on GPUs that have it is --precision "
-            "bf16), bf16 autocast on CPUs with native bf16, else fp32; or fp32|bf16|fp16"
+            help="auto = bf16 autocast on GPUs that have it, else fp16 autocast with a grad scaler on "
+            "CUDA; bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX), else fp32; or fp32|bf16|fp16"
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the batch order, dropout and new projections")] = 0,

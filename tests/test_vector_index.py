@@ -181,7 +181,7 @@ def test_updates_and_deletes_work_on_every_kind(data, kind) -> None:
     assert len(index) == N - 300 + 200 and len(index.tombstones) == 300
     assert int(index.delta.ntotal) == 200
     # A new vector is found as its own nearest neighbour; a removed one never comes back.
-    scores, found = index.search(new_x[:20], 5)
+    _, found = index.search(new_x[:20], 5)
     np.testing.assert_array_equal(found[:, 0], new_ids[:20])
     _, found = index.search(x[:300], 10)
     assert not np.isin(found, removed).any()
@@ -192,7 +192,7 @@ def test_updates_and_deletes_work_on_every_kind(data, kind) -> None:
 
 
 def test_more_tombstones_than_the_over_fetch_use_a_selector(data) -> None:
-    ids, x, _, _, queries = data
+    ids, x, *_ = data
     index = _index(ArrayVectors(ids, x), "ivf")
     removed = ids[::3]  # 2000 tombstones: masked inside FAISS rather than filtered afterwards
     index.update(np.empty(0, np.int64), np.empty((0, DIM), np.float32), removed, generation=2)
@@ -201,7 +201,7 @@ def test_more_tombstones_than_the_over_fetch_use_a_selector(data) -> None:
 
 
 def test_rebuild_swaps_in_a_new_base_and_keeps_changes_made_meanwhile(data) -> None:
-    ids, x, new_ids, new_x, queries = data
+    ids, x, new_ids, new_x, _ = data
     source = ArrayVectors(ids, x)
     index = _index(source, "ivf")
     started, release = threading.Event(), threading.Event()
@@ -226,7 +226,7 @@ def test_rebuild_swaps_in_a_new_base_and_keeps_changes_made_meanwhile(data) -> N
 
 
 def test_planned_rebuilds_follow_size_and_churn(data) -> None:
-    ids, x, _, _, queries = data
+    ids, x, *_ = data
     index = VectorIndex(DIM, source=ArrayVectors(ids, x), options=IndexOptions(merge_min=1000))
     assert index.planned() is None  # empty
     index.update(ids[:500], x[:500], np.empty(0, np.int64), 1)
