@@ -9,10 +9,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from PIL import Image
@@ -72,3 +73,47 @@ def machine_info() -> dict[str, Any]:
         "pillow": Image.__version__,
         "python": platform.python_version(),
     }
+
+
+# ---- synthetic embedding-like vectors ---------------------------------------------------------
+# Clustered, because uniform random vectors are a worst case on which every ANN index has near-zero
+# recall (project notes): 1,000 Gaussian clusters in a 64-d subspace, projected to 512-d, plus
+# noise, normalised. The geometry (centres, projection) is fixed; the seed only picks the samples,
+# so queries drawn with another seed come from the same distribution as the collection.
+VECTOR_DIM = 512
+_CLUSTERS, _SUBSPACE = 1_000, 64
+
+
+def clustered_vectors(count: int, *, seed: int = 0, chunk: int = 100_000) -> Iterator[np.ndarray]:
+    """``count`` vectors in chunks of ``chunk`` (float32, L2-normalised), reproducible per seed."""
+    geometry = np.random.default_rng(1234)
+    centres = geometry.standard_normal((_CLUSTERS, _SUBSPACE)).astype(np.float32)
+    projection = geometry.standard_normal((_SUBSPACE, VECTOR_DIM)).astype(np.float32) / np.sqrt(_SUBSPACE)
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        points = centres[rng.integers(0, _CLUSTERS, n)]
+        points += 0.35 * rng.standard_normal((n, _SUBSPACE), dtype=np.float32)
+        vectors = points @ projection
+        vectors += 0.1 * rng.standard_normal((n, VECTOR_DIM), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        yield vectors
+
+
+def cached_clustered(work_dir: Path, count: int, seed: int = 0) -> np.ndarray:
+    """``clustered_vectors(count)`` as a read-only memory map under ``work_dir``, generated once
+    (10M vectors are 20 GB: more than this machine's memory, so they never exist in RAM at once)."""
+    path = work_dir / f"clustered-{count}-{seed}.f32"
+    if not path.exists() or path.stat().st_size != count * VECTOR_DIM * 4:
+        log(f"generating {count} clustered {VECTOR_DIM}-d vectors in {path}")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp")
+        matrix = np.memmap(staging, dtype=np.float32, mode="w+", shape=(count, VECTOR_DIM))
+        start = 0
+        for vectors in clustered_vectors(count, seed=seed):
+            matrix[start : start + len(vectors)] = vectors
+            start += len(vectors)
+        matrix.flush()
+        del matrix
+        staging.rename(path)
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(count, VECTOR_DIM))

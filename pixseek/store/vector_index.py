@@ -312,6 +312,15 @@ class VectorIndex:
             self._base_files = None
 
     @classmethod
+    def from_base(
+        cls, base: BaseIndex, source: VectorSource, options: IndexOptions | None = None, generation: int = -1
+    ) -> VectorIndex:
+        """An index whose live set is exactly ``base`` (benchmarks, shards built elsewhere)."""
+        index = cls(base.dim, source=source, options=options, generation=generation)
+        index.base = base
+        return index
+
+    @classmethod
     def rebuild(
         cls, store: Store, collection: CollectionInfo, options: IndexOptions | None = None
     ) -> VectorIndex:
