@@ -15,6 +15,7 @@ from PIL import Image
 
 from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
+from pixseek.api.schemas import SearchResponse
 from pixseek.config import Settings
 from pixseek.library import Library
 
@@ -259,6 +260,50 @@ def test_status_health_metrics_and_docs(client: TestClient) -> None:
     assert {"/search", "/search/image", "/images/{image_id}/similar", "/index", "/jobs/{job_id}"} <= set(
         schema["paths"]
     )
+
+
+def test_search_json_is_the_documented_model_with_headers_and_metrics(client: TestClient) -> None:
+    """Search handlers serialise their response model themselves (no second validation by FastAPI):
+    the body still is that model, documented as such, and every response still passes the metrics
+    and header middleware, errors included."""
+    some_id = None
+    for method, url, payload in (
+        ("POST", "/search", {"query": "a cat", "k": 3}),
+        ("GET", "/images/1/similar?k=3", None),
+    ):
+        response = client.request(method, url, json=payload)
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        body = SearchResponse.model_validate(response.json())
+        assert len(body.results) == 3 and body.results[0].image.similar_url.endswith("/similar")
+        assert response.json() == body.model_dump(mode="json")
+        some_id = body.results[0].image.id
+    upload = client.post(
+        "/search/image",
+        files={"file": ("q.jpg", client.get(f"/images/{some_id}/file").content)},
+        data={"k": 2},
+    )
+    assert upload.status_code == 200 and len(SearchResponse.model_validate(upload.json()).results) == 2
+    missing = client.get("/images/999999")
+    assert missing.status_code == 404 and missing.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/").headers["x-content-type-options"] == "nosniff"  # the web page (static mount)
+    metrics = client.get("/metrics").text
+    for line in (
+        'pixseek_requests_total{method="POST",route="/search",status="200"} 1.0',
+        'pixseek_requests_total{method="GET",route="/images/{image_id}/similar",status="200"} 1.0',
+        'pixseek_requests_total{method="GET",route="/images/{image_id}",status="404"} 1.0',
+        'pixseek_requests_total{method="GET",route="static",status="200"} 1.0',
+        'pixseek_request_seconds_count{route="/search"} 1.0',
+    ):
+        assert line in metrics
+    schema = client.get("/openapi.json").json()
+    for path, method in (
+        ("/search", "post"),
+        ("/search/image", "post"),
+        ("/images/{image_id}/similar", "get"),
+    ):
+        documented = schema["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        assert documented["schema"] == {"$ref": "#/components/schemas/SearchResponse"}
 
 
 def test_cors_is_off_by_default(client: TestClient, server_settings: ServerSettings) -> None:
