@@ -358,3 +358,15 @@ def test_cli_refuses_empty_data_and_a_used_output(tmp_path: Path, dual_dir: Path
     )
     assert result.exit_code == 2 and "already holds a training run" in result.output
     assert np.all([line.startswith("error:") for line in result.output.strip().splitlines()])
+
+
+def test_bf16_autocast_with_accumulation_trains(tmp_path: Path, dual_dir: Path, shapes_small) -> None:
+    """The mixed-precision path (bf16 autocast, features and loss in fp32) on a CPU, which runs it
+    even without native bf16; fp16 and its grad scaler need CUDA."""
+    data = load_caption_set(*shapes_small)
+    options = _options(tmp_path / "out", from_model=str(dual_dir), steps=3, precision="bf16", accumulate=2)
+    report = train(options, data)
+    assert report.precision == "bf16" and report.batch_size == 16 and np.isfinite(report.final_loss)
+    assert not torch.equal(
+        _weights(dual_dir)["text_projection.weight"], _weights(tmp_path / "out")["text_projection.weight"]
+    )

@@ -90,7 +90,7 @@ class TrainReport:
     trainable_parameters: int
     device: str
     precision: str
-    seconds: float
+    seconds: float  # training steps and checkpoints, without evaluations
     pairs_per_second: float
     first_loss: float | None
     final_loss: float | None  # mean over the last 10 steps
@@ -204,6 +204,8 @@ def train(
     output = Path(options.output)
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
+    if options.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        precision = "bf16"  # for training, bf16 where the GPU has it: fp16's range needs a grad scaler
     if precision == "fp16" and device.type != "cuda":
         raise PixseekError(
             "fp16 training needs CUDA (it needs a grad scaler and fp16 kernels); use bf16 or fp32"
@@ -310,15 +312,19 @@ def train(
         if eval_data is None:
             return
         # evaluation draws no random numbers, but keep the training stream independent of it anyway
+        nonlocal eval_seconds
+        eval_started = time.perf_counter()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             point = _evaluate(
                 model, processor, device, precision, eval_data, step, options.lock_image, options.lock_text
             )
         evaluations.append(point)
+        eval_seconds += time.perf_counter() - eval_started
         if on_eval:
             on_eval(point)
 
     started = time.perf_counter()
+    eval_seconds = 0.0
     pairs_seen = 0
     try:
         if step == 0:
@@ -364,7 +370,7 @@ def train(
             output, step, model, processor, state_dict(), max(1, options.keep_checkpoints)
         )
         raise TrainingInterrupted(step, path) from None
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started - eval_seconds  # training alone
     if not evaluations or evaluations[-1].step != step:
         run_eval()
 
