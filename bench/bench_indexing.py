@@ -34,6 +34,7 @@ import io
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -428,6 +429,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="also time each pixseek stage per image, single-threaded"
     )
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="cache for model and photos")
+    parser.add_argument("--quick", action="store_true", help="16 photos, 2 repeats (options given still win)")
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(images=16, repeats=2)
     args = parser.parse_args(argv)
     unknown = set(args.paths) - {"naive", "model", "pixseek"}
     if unknown:

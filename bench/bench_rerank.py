@@ -38,6 +38,7 @@ import io
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -227,6 +228,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pairs the documented loop runs, spread over the rounds: bridgetower=21,blip2=3 by default",
     )
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="k=10, fp32, 1 round, few documented pairs (options given still win)",
+    )
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(ks="10", precisions="fp32", repeats=1, documented_pairs="bridgetower=3,blip2=1")
     args = parser.parse_args(argv)
     unknown = set(args.rerankers) - set(CHECKPOINTS)
     if unknown:

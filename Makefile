@@ -1,0 +1,48 @@
+# Benchmarks (bench/README.md; results and how to read them in docs/benchmarks.md).
+#   make bench        quick versions of every benchmark: minutes once bench/.work/ is built
+#   make bench-full   the documented full versions (an hour or more on 2 cores)
+# They run one after another (never two at once: they would share the cores) and stop at the first
+# failure. Each report (markdown whose last line is one JSON object) is written to
+# bench/.work/results/NAME.md and shown. The benchmarks need the dev extras (scikit-image, scipy,
+# httpx): `make` installs them with scripts/install.sh when they are missing.
+
+PYTHON ?= .venv/bin/python
+RESULTS ?= bench/.work/results
+export HF_HUB_OFFLINE := 1
+comma := ,
+
+# $(call run_bench,REPORT_NAME,SCRIPT,OPTIONS): a script not (yet) in bench/ is skipped with a note.
+define run_bench
+	@if [ -f bench/$(2) ]; then \
+		echo "== bench/$(2) $(3) -> $(RESULTS)/$(1).md" >&2; \
+		$(PYTHON) bench/$(2) $(3) > $(RESULTS)/$(1).md && cat $(RESULTS)/$(1).md; \
+	else \
+		echo "== bench/$(2) does not exist yet: skipped" >&2; \
+	fi
+endef
+
+.PHONY: bench bench-full bench-deps
+
+bench-deps:
+	@[ -x $(PYTHON) ] && $(PYTHON) -c "import httpx, scipy, skimage" 2>/dev/null \
+		|| EXTRAS=dev bash scripts/install.sh
+	@mkdir -p $(RESULTS)
+
+# bench_vector_index.py (recall/QPS at 100k/1M/10M) and bench_sharded_search.py (Ray sharding) are
+# being written alongside this Makefile: check that they take --quick and fit in minutes.
+bench: bench-deps
+	$(call run_bench,query-quick,bench_query.py,--quick)
+	$(call run_bench,api-load-quick,bench_api_load.py,--quick)
+	$(call run_bench,indexing-quick,bench_indexing.py,--quick)
+	$(call run_bench,rerank-quick,bench_rerank.py,--quick)
+	$(call run_bench,vector-index-quick,bench_vector_index.py,--quick)
+	$(call run_bench,sharded-search-quick,bench_sharded_search.py,--quick)
+
+bench-full: bench-deps
+	$(call run_bench,query,bench_query.py,)
+	$(call run_bench,api-load-1,bench_api_load.py,--clients 1)
+	$(call run_bench,api-load-8,bench_api_load.py,--clients 8)
+	$(call run_bench,indexing,bench_indexing.py,--decode-workers 1$(comma)2 --profile)
+	$(call run_bench,rerank,bench_rerank.py,)
+	$(call run_bench,vector-index,bench_vector_index.py,)
+	$(call run_bench,sharded-search,bench_sharded_search.py,)
