@@ -1,0 +1,59 @@
+"""The ANN index through the commands users run: rebuild with another index type, search it, remove
+images from it, and find its type, parameters and measured recall in `pixseek status`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pixseek.cli import app
+
+runner = CliRunner(env={"COLUMNS": "300"})
+
+
+@pytest.fixture
+def env(tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PIXSEEK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PIXSEEK_MODEL", str(clip_dir))
+    monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
+    return tmp_path / "data"
+
+
+def cli(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_hnsw_rebuild_search_and_remove(env: Path, photos: Path) -> None:
+    cli("index", str(photos), "--json")
+    exact = json.loads(cli("search", "a cat", "-k", "5", "--json"))
+    assert json.loads(cli("status", "--json"))["collections"][0]["index_type"] == "flat"
+
+    output = cli("reindex", "--rebuild", "--index-type", "hnsw", "--recall-target", "0.99")
+    assert "HNSW32" in output and "measured recall@10" in output
+    (status,) = json.loads(cli("status", "--json"))["collections"]
+    assert status["index_type"] == "hnsw" and status["index_params"]["ef_search"] >= 16
+    assert status["index_recall"] >= 0.99
+    approximate = json.loads(cli("search", "a cat", "-k", "5", "--json"))
+    assert [hit["id"] for hit in approximate] == [hit["id"] for hit in exact], "tiny: HNSW is exact here"
+
+    # HNSW cannot remove vectors: removed images become tombstones and never come back.
+    removed = Path(exact[0]["path"])
+    cli("rm", str(removed))
+    after = json.loads(cli("search", "a cat", "-k", "5", "--json"))
+    assert exact[0]["id"] not in [hit["id"] for hit in after] and len(after) == 5
+    manifest = json.loads((env / "indexes" / "default" / "manifest.json").read_text())
+    assert manifest["base"]["plan"]["kind"] == "hnsw"
+    # Re-indexing the folder (the file is still on disk) brings it back through the delta.
+    cli("index", str(photos))
+    again = json.loads(cli("search", "a cat", "-k", "5", "--json"))
+    assert removed.as_posix() in [hit["path"] for hit in again]
+
+
+def test_bad_index_options_are_one_line_errors(env: Path, photos: Path) -> None:
+    assert "invalid setting" in cli("index", str(photos), "--index-type", "annoy", code=2)
+    assert "not a size" in cli("index", str(photos), "--memory-budget", "lots", code=2)
