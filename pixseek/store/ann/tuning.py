@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import replace
 
+import faiss
 import numpy as np
 
 from pixseek.store.ann.base import BaseIndex, SearchParams
@@ -27,12 +28,12 @@ K_FACTORS = (2, 4, 8, 16)
 def exact_neighbours(source: VectorSource, queries: np.ndarray, k: int) -> np.ndarray:
     """Brute-force top-k ids over every vector of ``source``, streamed in chunks."""
     best = (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
     for ids, vectors in source.chunks():
-        scores = queries @ vectors.T
-        keep = min(k, scores.shape[1])
-        part = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-        chunk_best = (np.take_along_axis(scores, part, axis=1), ids[part])
-        best = merge_top_k([best, chunk_best], k)
+        scores, rows = faiss.knn(
+            queries, np.ascontiguousarray(vectors), min(k, len(ids)), faiss.METRIC_INNER_PRODUCT
+        )
+        best = merge_top_k([best, (scores, np.where(rows >= 0, ids[rows], -1))], k)
     return best[1]
 
 
