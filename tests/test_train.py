@@ -370,3 +370,14 @@ def test_bf16_autocast_with_accumulation_trains(tmp_path: Path, dual_dir: Path, 
     assert not torch.equal(
         _weights(dual_dir)["text_projection.weight"], _weights(tmp_path / "out")["text_projection.weight"]
     )
+
+
+def test_train_help_explains_every_option() -> None:
+    import typer.main
+
+    command = typer.main.get_command(app).commands["train"]
+    undocumented = [param.name for param in command.params if not getattr(param, "help", None)]
+    assert not undocumented
+    text = _cli("train", "--help").output
+    for option in ("--lock-image", "--accumulate", "--resume", "--eval-captions", "--from", "--precision"):
+        assert option in text
