@@ -275,6 +275,7 @@ def test_cli_ctrl_c_saves_a_checkpoint_and_resume_finishes(
     captions, images = shapes_small
     args = ["train", captions, "--images", images, "-o", tmp_path / "out", "--from", dual_dir]
     args += ["--steps", 6, "--batch-size", 8, "--precision", "fp32", "--device", "cpu"]
+    args += ["--eval-captions", captions]
     real = loop.contrastive_backward
     calls = []
 
@@ -290,6 +291,9 @@ def test_cli_ctrl_c_saves_a_checkpoint_and_resume_finishes(
     monkeypatch.setattr(loop, "contrastive_backward", real)
     report = json.loads(_cli(*args, "--resume", "--json").stdout)
     assert (report["start_step"], report["steps"]) == (3, 6)
+    # the evaluation before training came back from the checkpoint; the final one is new
+    assert [point["step"] for point in report["evaluations"]] == [0, 6]
+    assert all(0 <= point["text_to_image"]["recall"]["5"] <= 1 for point in report["evaluations"])
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,23 @@ def _evaluate(
     return EvalPoint(step, report.text_to_image["first"], report.image_to_text, report.per_language)
 
 
+def _eval_point(saved: dict[str, Any]) -> EvalPoint:
+    """An evaluation back from a checkpoint, where ``asdict`` stored it as plain dicts."""
+
+    def metrics(value: dict[str, Any] | None) -> RetrievalMetrics | None:
+        return RetrievalMetrics(**value) if value is not None else None
+
+    return EvalPoint(
+        step=saved["step"],
+        text_to_image=metrics(saved["text_to_image"]),
+        image_to_text=metrics(saved["image_to_text"]),
+        per_language={
+            language: {direction: metrics(m) for direction, m in by_direction.items()}
+            for language, by_direction in saved["per_language"].items()
+        },
+    )
+
+
 def train(
     options: TrainOptions,
     data: CaptionSet,
@@ -267,14 +284,6 @@ def train(
     tokenizer = processor.tokenizer
     max_tokens = text_token_limit(model, tokenizer, options.max_text_tokens)
 
-    frozen_images = frozen_texts = None
-    if options.lock_image:
-        frozen_images, broken = frozen.image_features(model, training, loader, precision)
-        training.skipped += broken
-        loader.clear()  # the pixels are no longer needed
-    if options.lock_text:
-        frozen_texts = frozen.text_features(model, tokenizer, training.data.captions, max_tokens, precision)
-
     step = 0
     losses: list[float] = []
     evaluations: list[EvalPoint] = []
@@ -289,8 +298,17 @@ def train(
         if device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         step, losses = state["step"], list(state["losses"])
-        evaluations = [EvalPoint(**point) for point in state.get("evaluations", [])]
+        evaluations = [_eval_point(point) for point in state.get("evaluations", [])]
     start_step = step
+
+    # After the resume check: a refused resume should not first pay for these.
+    frozen_images = frozen_texts = None
+    if options.lock_image:
+        frozen_images, broken = frozen.image_features(model, training, loader, precision)
+        skipped += broken
+        loader.clear()  # the pixels are no longer needed
+    if options.lock_text:
+        frozen_texts = frozen.text_features(model, tokenizer, training.data.captions, max_tokens, precision)
 
     def state_dict() -> dict[str, Any]:
         rng = {
