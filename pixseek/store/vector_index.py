@@ -176,18 +176,20 @@ class VectorIndex:
     def update(
         self, added_ids: np.ndarray, added_vectors: np.ndarray, removed_ids: np.ndarray, generation: int
     ) -> None:
-        """Mirror one applied SQL batch: removals become delta removals or base tombstones, new
-        vectors go to the delta (replacing an id's older vector wherever it was)."""
-        added_ids = np.ascontiguousarray(added_ids, dtype=np.int64)
-        gone = np.concatenate([np.asarray(removed_ids, dtype=np.int64), added_ids])
+        """Mirror one applied SQL batch: removals leave the delta or become base tombstones, new
+        vectors go to the delta. Added ids are new: SQL never reuses a row id (autoincrement)."""
+        removed_ids = np.ascontiguousarray(removed_ids, dtype=np.int64)
         with self._lock:
-            if len(gone):
-                self.delta.remove_ids(gone)
+            if len(removed_ids):
+                self.delta.remove_ids(removed_ids)
                 if self.base is not None:
-                    in_base = gone[self.base.contains(gone)]
+                    in_base = removed_ids[self.base.contains(removed_ids)]
                     self.tombstones = np.union1d(self.tombstones, in_base)
             if len(added_ids):
-                self.delta.add_with_ids(np.ascontiguousarray(added_vectors, dtype=np.float32), added_ids)
+                self.delta.add_with_ids(
+                    np.ascontiguousarray(added_vectors, dtype=np.float32),
+                    np.ascontiguousarray(added_ids, dtype=np.int64),
+                )
             self.generation = generation
 
     def reconcile(self, store: Store, collection: CollectionInfo) -> tuple[int, int]:
