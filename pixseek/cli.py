@@ -1013,6 +1013,9 @@ def train_command(
         except TrainingInterrupted as interrupted:
             err.print(f"{interrupted}; continue with the same command plus --resume")
             raise typer.Exit(130) from None
+        except KeyboardInterrupt:  # while loading or decoding, before the first step
+            err.print("interrupted before training started; nothing to resume")
+            raise typer.Exit(130) from None
     if as_json:
         out.print_json(json.dumps(asdict(report)))
         return

@@ -125,11 +125,13 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(
         if step == 7:
             raise KeyboardInterrupt
 
+    # This run decodes every batch again (no cache, two prefetching decode threads): same batches.
+    uncached = {**common, "cache_mb": 0, "workers": 2}
     with pytest.raises(TrainingInterrupted) as stopped:
-        train(_options(tmp_path / "resumed", **common), data, on_step=interrupt_at_7)
+        train(_options(tmp_path / "resumed", **uncached), data, on_step=interrupt_at_7)
     assert stopped.value.step == 7 and stopped.value.checkpoint.name == "checkpoint-7"
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
-    resumed = train(_options(tmp_path / "resumed", **common, resume=True), data)
+    resumed = train(_options(tmp_path / "resumed", **uncached, resume=True), data)
     assert (resumed.start_step, resumed.steps) == (7, 12)
     assert resumed.final_loss == pytest.approx(straight.final_loss, abs=1e-6)
     expected, got = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,30 +188,37 @@ def collate(
     max_tokens: int,
     frozen_images: dict[int, torch.Tensor] | None = None,
     frozen_texts: torch.Tensor | None = None,
+    decode_pool: ThreadPoolExecutor | None = None,
 ) -> Batch:
     """Tensors for one batch; an image that stopped decoding since the scan leaves the batch (and is
     reported) rather than stopping the run. ``frozen_images`` (by image index) and ``frozen_texts``
-    (by caption index) hold locked towers' outputs."""
+    (by caption index) hold locked towers' outputs; ``decode_pool`` decodes uncached images in
+    parallel."""
+
+    def load(image_id: int) -> np.ndarray | str:
+        try:
+            return loader.pixels(training.data.images[image_id])
+        except DecodeError as error:
+            return error.reason
+
+    ids = [int(i) for i in image_ids]
+    if frozen_images is None:
+        loaded = list(decode_pool.map(load, ids) if decode_pool is not None else map(load, ids))
+    else:  # an image missing here stopped decoding when the locked tower ran; reported then
+        loaded = [frozen_images.get(i, "") for i in ids]
     pixels, kept_images, kept_captions, skipped = [], [], [], []
-    for image_id, caption_id in zip(image_ids, caption_ids, strict=True):
-        if frozen_images is not None and int(image_id) not in frozen_images:
-            continue  # stopped decoding when the locked tower's outputs were computed; reported then
-        if frozen_images is None:
-            path = training.data.images[int(image_id)]
-            try:
-                pixels.append(loader.pixels(path))
-            except DecodeError as error:
-                skipped.append((str(path), error.reason))
-                continue
-        kept_images.append(int(image_id))
+    for image_id, caption_id, result in zip(ids, caption_ids, loaded, strict=True):
+        if isinstance(result, str):
+            if frozen_images is None:
+                skipped.append((str(training.data.images[image_id]), result))
+            continue
+        pixels.append(result)
+        kept_images.append(image_id)
         kept_captions.append(int(caption_id))
     if not kept_images:
         return Batch(torch.zeros(0), {}, skipped)
     images: ImageInput
-    if frozen_images is not None:
-        images = Pooled(torch.stack([frozen_images[i] for i in kept_images]))
-    else:
-        images = torch.from_numpy(np.stack(pixels))
+    images = Pooled(torch.stack(pixels)) if frozen_images is not None else torch.from_numpy(np.stack(pixels))
     texts: TextInput
     if frozen_texts is not None:
         texts = Pooled(frozen_texts[kept_captions])
@@ -222,3 +229,24 @@ def collate(
             tokenizer(captions, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
         )
     return Batch(images, texts, skipped)
+
+
+class Prefetcher:
+    """Builds the next step's batch in a background thread while the model trains on this one, so
+    decoding images that do not fit the cache overlaps the forward and backward passes. Batches are
+    a pure function of the step (no torch random numbers), so prefetching changes no result."""
+
+    def __init__(self, make: Callable[[int], Batch]) -> None:
+        self._make = make
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixseek-prefetch")
+        self._pending: dict[int, Future[Batch]] = {}
+
+    def get(self, step: int, next_step: int | None) -> Batch:
+        future = self._pending.pop(step, None) or self._pool.submit(self._make, step)
+        if next_step is not None and next_step not in self._pending:
+            self._pending[next_step] = self._pool.submit(self._make, next_step)
+        return future.result()
+
+    def close(self) -> None:
+        self._pending.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)

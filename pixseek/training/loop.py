@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from pixseek.evaluation.metrics import RetrievalMetrics
 from pixseek.evaluation.runner import evaluate
 from pixseek.training import checkpoints as ckpt
 from pixseek.training import frozen
-from pixseek.training.data import BatchPlan, ImageLoader, TrainingSet, collate, scan
+from pixseek.training.data import Batch, BatchPlan, ImageLoader, Prefetcher, TrainingSet, collate, scan
 from pixseek.training.loss import clamp_logit_scale
 from pixseek.training.model import (
     build_from_towers,
@@ -341,6 +343,23 @@ def train(
         if on_eval:
             on_eval(point)
 
+    decode_pool = ThreadPoolExecutor(max_workers=options.workers or os.cpu_count() or 1)
+
+    def make_batch(at: int) -> Batch:
+        image_ids, caption_ids = plan.pairs(at, training)
+        return collate(
+            training,
+            image_ids,
+            caption_ids,
+            loader,
+            tokenizer,
+            max_tokens,
+            frozen_images,
+            frozen_texts,
+            decode_pool,
+        )
+
+    prefetcher = Prefetcher(make_batch)
     started = time.perf_counter()
     eval_seconds = 0.0
     pairs_seen = 0
@@ -348,10 +367,7 @@ def train(
         if step == 0:
             run_eval()
         while step < total:
-            image_ids, caption_ids = plan.pairs(step, training)
-            batch = collate(
-                training, image_ids, caption_ids, loader, tokenizer, max_tokens, frozen_images, frozen_texts
-            )
+            batch = prefetcher.get(step, step + 1 if step + 1 < total else None)
             skipped += batch.skipped
             if len(batch) < 2:  # nothing to contrast: every image of this batch broke since the scan
                 optimizer.zero_grad(set_to_none=True)
@@ -388,6 +404,9 @@ def train(
             output, step, model, processor, state_dict(), max(1, options.keep_checkpoints)
         )
         raise TrainingInterrupted(step, path) from None
+    finally:
+        prefetcher.close()
+        decode_pool.shutdown(wait=True, cancel_futures=True)
     seconds = time.perf_counter() - started - eval_seconds  # training alone
     if not evaluations or evaluations[-1].step != step:
         run_eval()
