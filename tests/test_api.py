@@ -246,6 +246,9 @@ def test_status_health_metrics_and_docs(client: TestClient) -> None:
         status["collection"]["indexed"] > 20
         and status["collection"]["vectors"] == status["collection"]["indexed"]
     )
+    index = status["collection"]["index"]  # a small collection: exact, all in the delta
+    assert index["type"] == "flat" and index["delta_vectors"] == status["collection"]["vectors"]
+    assert index["tombstones"] == 0 and index["measured_recall"] == 1.0 and not index["maintenance_running"]
     assert list(status["roots"]) == ["photos"] and status["jobs"][0]["state"] == "done"
     assert status["jobs"][0]["paths"] == ["photos"]
     sub = client.post("/index", json={"path": "photos/indoor"}).json()

@@ -42,6 +42,7 @@ from pixseek.api.schemas import (
     SearchResponse,
     SearchResult,
     StatusResponse,
+    VectorIndexStatus,
     WatchedRoot,
     WatcherStatus,
 )
@@ -342,7 +343,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 precision=collection.precision,
                 indexed=stats.indexed,
                 failed=stats.failed,
-                vectors=len(state.library.vectors(collection)),
+                vectors=len(vectors := state.library.vectors(collection)),
+                index=VectorIndexStatus(**vectors.describe()),
             )
         encoder = state.loaded_encoder
         return StatusResponse(

@@ -112,6 +112,23 @@ class JobInfo(BaseModel):
     finished_at: datetime | None
 
 
+class VectorIndexStatus(BaseModel):
+    """The collection's FAISS index (docs/scaling.md)."""
+
+    type: str = Field(description="flat, ivf, ivfpq or hnsw")
+    factory: str = Field(description="FAISS index factory string of the trained base")
+    base_vectors: int
+    delta_vectors: int = Field(description="Vectors added since the base was built (searched exactly)")
+    tombstones: int = Field(description="Base vectors removed since it was built (masked)")
+    params: dict[str, int] = Field(description="Search parameters in use (tuned, or overridden)")
+    measured_recall: float | None = Field(description="recall@10 the parameters were measured at")
+    recall_target: float
+    bytes_per_vector: int = Field(description="Index memory per vector (codes and id)")
+    gpus: int
+    maintenance_running: bool = Field(description="A new base is being built in the background")
+    last_maintenance_error: str | None
+
+
 class CollectionStatus(BaseModel):
     name: str
     model: str
@@ -120,6 +137,7 @@ class CollectionStatus(BaseModel):
     indexed: int
     failed: int
     vectors: int
+    index: VectorIndexStatus
 
 
 class WatchedRoot(BaseModel):
