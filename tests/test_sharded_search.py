@@ -26,7 +26,8 @@ from pixseek.distributed.sharded_search import (
     merge_topk,
     shard_of,
 )
-from pixseek.store.repository import ChangeBatch, FileFacts, Store
+from pixseek.search.searcher import Searcher
+from pixseek.store.repository import ChangeBatch, FileFacts, SearchFilters, Store
 from pixseek.store.vector_index import VectorIndex
 
 DIM = 32
@@ -275,5 +276,11 @@ def test_shards_load_themselves_from_the_store(shard_actors: ShardedIndex, tmp_p
         for k in (5, 50, 200):
             _assert_same(exact.search(queries, k), shard_actors.search(queries, k))
             _assert_same(exact.search(queries[:1], k), shard_actors.search(queries[:1], k))
+        # the searcher only calls search(): shards serve `like` and filtered searches unchanged
+        folder = SearchFilters(folders=("/p",))
+        sharded = Searcher(store, collection, shard_actors, lambda: None)
+        local = Searcher(store, collection, exact, lambda: None)
+        assert sharded.like(2, k=7) == local.like(2, k=7) and len(local.like(2, k=7)) == 7
+        assert sharded.by_vector(queries[0], 9, folder) == local.by_vector(queries[0], 9, folder)
     finally:
         store.close()
