@@ -130,6 +130,14 @@ print(result.output.strip())
     assert "pip install 'pixseek[ray]'" in lines[0]
 
 
+def test_ray_options_in_help_and_checked(photos: Path) -> None:
+    help_text = runner.invoke(app, ["index", "--help"]).output
+    assert "--ray " in help_text and "--ray-address" in help_text and "--ray-actors" in help_text
+    assert "pip install 'pixseek[ray]'" in help_text
+    result = runner.invoke(app, ["index", str(photos), "--ray-actors", "2"])
+    assert result.exit_code == 2 and "--ray-actors needs --ray" in result.output
+
+
 # ---- with a local Ray ------------------------------------------------------------------------
 @pytest.mark.ray
 def test_same_index_as_local_then_nothing_then_moves_reuse(
