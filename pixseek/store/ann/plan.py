@@ -25,8 +25,8 @@ INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 
 FLAT_MAX = 100_000  # above this many vectors an exact scan costs > ~10 ms a query on one core
 MIN_TRAIN_PER_LIST = 39  # FAISS warns below this many training points per centroid
-TRAIN_PER_LIST = 64
-MAX_TRAIN = 320_000  # k-means cost grows with points x lists; more points barely move centroids
+TRAIN_PER_LIST = 50  # FAISS asks for >= 39; k-means cost grows with points x lists
+MAX_TRAIN = 256_000  # more points barely move the centroids
 MAX_NLIST = 4096  # beyond this, assigning vectors to lists dominates build time on a CPU (10M: ~4 min)
 ID_BYTES = 8
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
