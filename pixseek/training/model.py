@@ -74,7 +74,8 @@ def text_token_limit(model: Any, tokenizer: Any, cap: int) -> int:
 
 
 def lock_towers(model: Any, *, image: bool, text: bool) -> None:
-    """LiT's locked tower: no gradients and eval mode (no dropout), so its weights stay bit-identical.
+    """LiT's locked tower: no gradients, so its weights stay bit-identical (``set_train_mode`` also
+    keeps it in eval mode: no dropout, so its outputs can be computed once).
 
     Only the tower is locked; its projection is trained, since a dual encoder built from towers
     starts with a random one.
