@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from pixseek.cli import app
 from pixseek.config import Settings
-from pixseek.distributed.ray_indexing import ActorPlan, plan_actors, ray_indexer
+from pixseek.distributed.ray_indexing import ActorPlan, actor_error_reason, plan_actors, ray_indexer
 from pixseek.errors import PixseekError
 from pixseek.library import Library
 from pixseek.store.vector_index import VectorIndex
@@ -105,6 +105,19 @@ def test_actor_plan_one_per_gpu_else_cpu_shares() -> None:
     assert plan_actors({"CPU": 2}, actors=2) == ActorPlan(2, num_cpus=1, num_gpus=0)
     with pytest.raises(PixseekError):
         plan_actors({"CPU": 2}, actors=0)
+
+
+def test_actor_errors_become_one_line() -> None:
+    """The text of a Ray ActorDiedError (as Ray 2.60 words it) around a pixseek error in an actor's
+    __init__: the CLI shows the pixseek reason, not Ray's traceback."""
+    message = (
+        "The actor died because of an error raised in its creation task, ray::MapWorker(MapBatches("
+        'EmbedWorker)).__init__() (pid=1, ip=10.0.0.2)\n  File "pixseek/embedding/checkpoint.py", '
+        "line 43, in load_config\n    raise ModelLoadError(...) from None\n"
+        "pixseek.embedding.checkpoint.ModelLoadError: cannot load model '/models/x': no such folder\n"
+    )
+    assert actor_error_reason(message) == "cannot load model '/models/x': no such folder"
+    assert actor_error_reason("ray.exceptions.OutOfMemoryError: node ran out of memory") is None
 
 
 def test_without_ray_nothing_imports_it(tmp_path: Path, clip_dir: Path, photos: Path) -> None:

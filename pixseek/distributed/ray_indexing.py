@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import pickle
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -204,10 +205,26 @@ def _results(dataset: Any) -> Iterator[PreparedFile]:
         for batch in batches:
             for blob in batch["prepared"]:
                 yield pickle.loads(blob)
+    except Exception as error:
+        reason = actor_error_reason(str(error))
+        if reason is None:
+            raise
+        raise PixseekError(f"a Ray actor failed: {reason}") from error
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
             close()
+
+
+_PIXSEEK_ERROR_LINE = re.compile(r"^\s*pixseek\.[\w.]+(?:Error|Exception): (.+)$", re.MULTILINE)
+
+
+def actor_error_reason(message: str) -> str | None:
+    """The user-facing reason of a pixseek error raised inside an actor (a model path missing on a
+    node, another checkpoint there), found in the traceback text Ray wraps it in (an
+    ``ActorDiedError`` does not keep the original exception), so the CLI prints one line."""
+    found = _PIXSEEK_ERROR_LINE.findall(message)
+    return found[-1].strip() if found else None
 
 
 def ray_indexer(
