@@ -178,7 +178,7 @@ def test_same_index_as_local_then_nothing_then_moves_reuse(
         moved.parent.mkdir()
         shutil.move(chelsea, moved)
         shutil.copy(rocket, copy)
-        changed = ray_indexer(library, encoder, actors=2).run([photos])
+        changed = ray_indexer(library, encoder, actors=1).run([photos])
         assert (changed.moved, changed.copied, changed.embedded, changed.removed) == (1, 1, 0, 0)
         after = _snapshot(library, photos)
         chelsea_key, rocket_key = str(chelsea.relative_to(photos)), str(rocket.relative_to(photos))

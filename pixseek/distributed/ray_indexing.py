@@ -180,7 +180,8 @@ class RayIndexer(Indexer):
         # In input order, so the same files get the same ids as a local run (and a slow actor only
         # delays, never reorders, what the driver stores).
         context.execution_options.preserve_order = True
-        context.enable_progress_bars = False  # the CLI shows its own progress bar
+        context.enable_progress_bars = False  # the CLI shows its own progress bar...
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # ...and no note on it
         if not log.isEnabledFor(logging.INFO):  # Ray Data's per-run INFO lines only with --verbose
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         rows = [{"path": str(e.path), "size": e.size, "mtime_ns": e.mtime_ns} for e in todo]
