@@ -260,3 +260,16 @@ def test_saved_base_is_memory_mapped_and_survives_a_reload(tmp_path, data) -> No
     # Updates after a mapped load go to the delta and tombstones: the mapped base is never written.
     loaded.update(ids[100:101] + 1, x[100:101], ids[5:10], generation=5)
     assert not np.isin(loaded.search(x[5:10], 10)[1], ids[5:10]).any()
+
+
+def test_default_budget_never_flips_a_trained_base_between_ivf_and_ivfpq(data, monkeypatch) -> None:
+    """The default budget follows the free memory of the moment: a wobble must not cost a rebuild."""
+    ids, x, *_ = data
+    index = _index(ArrayVectors(ids, x), "ivf")
+    index.options = IndexOptions(merge_min=1000)  # auto, default budget
+    index.base.plan = IndexPlan("ivf", nlist=128)  # what auto would train for this size
+    monkeypatch.setattr("pixseek.store.vector_index.IndexOptions.budget", lambda self: 1000)
+    assert index.planned() is None, "free memory dropped, but nothing else changed"
+    explicit = VectorIndex(DIM, source=index.source, options=IndexOptions(memory_budget=200_000))
+    explicit.base, explicit.delta = index.base, index.delta
+    assert explicit.planned()[0].kind == "ivfpq", "an explicit budget the raw vectors exceed decides"

@@ -218,8 +218,13 @@ class VectorIndex:
             if live < options.merge_min and wanted.kind == "flat":
                 return None  # the exact delta alone serves small collections
             return wanted, "first base"
-        if wanted.kind != base.plan.kind:
+        # Between IVF and IVF-PQ only an explicit budget decides again: the default follows the
+        # free memory of the moment, and a rebuild each time it wobbles would be churn.
+        flapping = base.plan.trained and wanted.trained and options.memory_budget is None
+        if wanted.kind != base.plan.kind and not flapping:
             return wanted, f"collection of {live} vectors now wants {wanted.kind}"
+        if flapping:
+            wanted = IndexPlan(base.plan.kind, nlist=wanted.nlist, pq_m=base.plan.pq_m)
         if base.plan.trained and nlist_for(live) >= options.regrow_ratio * base.plan.nlist:
             return wanted, f"grown to {live} vectors, trained for {len(base)}"
         threshold = max(options.merge_min, options.merge_ratio * len(base))
