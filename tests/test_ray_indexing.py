@@ -241,3 +241,22 @@ def test_interrupted_run_resumes(
         _assert_same_index(_snapshot(resumed, photos), expected)
     finally:
         resumed.close()
+
+
+@pytest.mark.ray
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_on_postgresql_as_in_production(
+    ray_cluster, database_url: str, settings: Settings, photos: Path, tmp_path: Path
+) -> None:
+    """The production set-up: the actors open the driver's PostgreSQL URL for their hash lookups
+    (moves and copies through them are checked on SQLite above: the same SQLAlchemy queries)."""
+    _, expected = _local_reference(settings, photos, tmp_path)
+    library = Library(settings.model_copy(update={"database_url": database_url}))
+    try:
+        encoder = library.load_encoder()
+        report = ray_indexer(library, encoder, actors=1).run([photos])
+        assert report.embedded == len(expected)
+        _assert_same_index(_snapshot(library, photos), expected)
+    finally:
+        library.close()
