@@ -1,8 +1,8 @@
 """Sharded search over local Ray actors against one index, on the same synthetic clustered vectors.
 
-The collection (default 100k L2-normalised 512-d vectors: 1,000 Gaussian clusters in a 64-d
-subspace, projected to 512-d, plus noise, the recipe of ``bench_query.py``) is held three ways,
-all exact (``VectorIndex`` filled with ``update``):
+The collection (default 100k L2-normalised 512-d vectors from ``common.clustered_vectors``: 1,000
+Gaussian clusters in a 64-d subspace, projected to 512-d, plus noise; queries are other points of
+the same clusters) is held three ways, all exact (``VectorIndex`` filled with ``update``):
 
 * ``local``: one index in this process, the baseline;
 * ``1 actor``: the same single index inside one Ray actor, which isolates what a Ray call costs;
@@ -34,25 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from common import log, machine_info
+from common import VECTOR_DIM, clustered_vectors, log, machine_info
 from pixseek.store.vector_index import VectorIndex
 
-DIM = 512
-CLUSTERS = 1_000
-SUBSPACE = 64
+DIM = VECTOR_DIM
 EMPTY = np.empty(0, np.int64)
 
 
-def clustered_vectors(count: int, seed: int = 0) -> np.ndarray:
-    """L2-normalised float32 vectors: Gaussian clusters in a 64-d subspace, projected, plus noise."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, SUBSPACE)).astype(np.float32)
-    projection = rng.standard_normal((SUBSPACE, DIM)).astype(np.float32) / np.sqrt(SUBSPACE)
-    points = centres[rng.integers(0, CLUSTERS, count)]
-    points += 0.35 * rng.standard_normal((count, SUBSPACE), dtype=np.float32)
-    vectors = points @ projection + 0.1 * rng.standard_normal((count, DIM), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors.astype(np.float32)
+def clustered(count: int, seed: int = 0) -> np.ndarray:
+    """``count`` vectors of bench/common.py's clustered set in one array (same clusters per seed)."""
+    return np.concatenate(list(clustered_vectors(count, seed=seed)))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -106,9 +97,9 @@ def main() -> None:
     load_before = uptime()
 
     log(f"generating {size} clustered {DIM}-d vectors")
-    vectors = clustered_vectors(size)
+    vectors = clustered(size)
     ids = np.arange(1, size + 1, dtype=np.int64)  # SQL-like sequential ids; shards hash them
-    query_pool = clustered_vectors(queries_n + batches_n * args.batch, seed=1)
+    query_pool = clustered(queries_n + batches_n * args.batch, seed=1)  # same clusters, new points
     singles = query_pool[:queries_n]
     batches = query_pool[queries_n:].reshape(batches_n, args.batch, DIM)
 
