@@ -18,15 +18,11 @@ try:
 except ImportError:  # the merge tests still run; the actor tests skip
     ray = None
 
-from pixseek.distributed.sharded_search import (
-    MISSING_ID,
-    MISSING_SCORE,
-    ShardedIndex,
-    ShardServer,
-    merge_topk,
-    shard_of,
-)
+from pixseek.distributed.sharded_search import ShardedIndex, ShardServer, shard_of
 from pixseek.search.searcher import Searcher
+from pixseek.store.ann.topk import EMPTY_ID as MISSING_ID
+from pixseek.store.ann.topk import EMPTY_SCORE as MISSING_SCORE
+from pixseek.store.ann.topk import merge_top_k
 from pixseek.store.repository import ChangeBatch, FileFacts, SearchFilters, Store
 from pixseek.store.vector_index import VectorIndex
 
@@ -100,7 +96,7 @@ def test_merge_keeps_the_largest_inner_products_not_the_smallest() -> None:
     # An L2-ordered heap (FAISS's client_server ResultHeap default) would return 0.1 and 0.2 here.
     scores = [np.array([[0.9, 0.2]], np.float32), np.array([[0.95, 0.1]], np.float32)]
     ids = [np.array([[10, 11]]), np.array([[20, 21]])]
-    merged_scores, merged_ids = merge_topk(scores, ids, 2)
+    merged_scores, merged_ids = merge_top_k(list(zip(scores, ids, strict=True)), 2)
     assert merged_ids.tolist() == [[20, 10]]
     np.testing.assert_allclose(merged_scores, [[0.95, 0.9]])
 
@@ -108,7 +104,7 @@ def test_merge_keeps_the_largest_inner_products_not_the_smallest() -> None:
 def test_merge_ignores_padding_and_pads_short_rows() -> None:
     scores = [np.array([[0.5, MISSING_SCORE]], np.float32), np.zeros((1, 0), np.float32)]
     ids = [np.array([[7, MISSING_ID]]), np.zeros((1, 0), np.int64)]
-    merged_scores, merged_ids = merge_topk(scores, ids, 3)
+    merged_scores, merged_ids = merge_top_k(list(zip(scores, ids, strict=True)), 3)
     assert merged_ids.tolist() == [[7, MISSING_ID, MISSING_ID]]
     assert merged_scores[0, 0] == np.float32(0.5) and (merged_scores[0, 1:] == MISSING_SCORE).all()
 
@@ -125,7 +121,7 @@ def test_in_process_shards_match_one_index() -> None:
     queries = _unit(rng, 5)
     for k in (1, 10, 150, 1000):
         parts = [server.search(queries, k) for server in shards]
-        merged = merge_topk([p[0] for p in parts], [p[1] for p in parts], min(k, len(ids)))
+        merged = merge_top_k(parts, min(k, len(ids)))
         _assert_same(_exact(ids, vectors).search(queries, k), merged)
 
 

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from pixseek.distributed import connect
+from pixseek.store.ann.topk import EMPTY_ID, merge_top_k
 from pixseek.store.vector_index import VectorIndex
 
 # Result slots without a vector (a row with fewer candidates than the others), as VectorIndex pads.
-MISSING_SCORE = np.float32(-np.inf)
-MISSING_ID = -1
 
 
 def shard_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
@@ -45,40 +44,6 @@ def shard_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
     return (x % np.uint64(num_shards)).astype(np.int64)
-
-
-def merge_topk(
-    scores: Sequence[np.ndarray], ids: Sequence[np.ndarray], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Merge per-shard (scores, ids) of shape (nq, k_i) into the global top-k for inner product.
-
-    Slots with id -1 (a shard with fewer than k candidates) never win. Returns (nq, k) arrays
-    padded with (-inf, -1) where fewer than k candidates exist.
-    """
-    nq = len(scores[0]) if scores else 0
-    all_scores = np.concatenate([np.asarray(s, dtype=np.float32) for s in scores], axis=1)
-    all_ids = np.concatenate([np.asarray(i, dtype=np.int64) for i in ids], axis=1)
-    out_scores = np.full((nq, k), MISSING_SCORE, dtype=np.float32)
-    out_ids = np.full((nq, k), MISSING_ID, dtype=np.int64)
-    if all_ids.shape[1] == 0 or k == 0:
-        return out_scores, out_ids
-    valid = all_ids != MISSING_ID
-    negated = -all_scores.astype(np.float64)
-    # Which candidates win: best score first, the smaller id on a tie (lexsort's last key sorts first).
-    chosen = np.lexsort((all_ids, negated, ~valid), axis=1)[:, :k]
-    # Their order: best score first, and within equal scores the larger id first, as FAISS's heap
-    # hands them out.
-    ids_chosen = np.take_along_axis(all_ids, chosen, axis=1)
-    chosen = np.take_along_axis(
-        chosen, np.lexsort((-ids_chosen, np.take_along_axis(negated, chosen, axis=1)), axis=1), axis=1
-    )
-    width = chosen.shape[1]
-    picked_valid = np.take_along_axis(valid, chosen, axis=1)
-    out_scores[:, :width] = np.where(
-        picked_valid, np.take_along_axis(all_scores, chosen, axis=1), MISSING_SCORE
-    )
-    out_ids[:, :width] = np.where(picked_valid, np.take_along_axis(all_ids, chosen, axis=1), MISSING_ID)
-    return out_scores, out_ids
 
 
 class ShardServer:
@@ -220,8 +185,8 @@ class ShardedIndex:
                 for shard, actor in enumerate(self.actors)
             ]
         results = ray.get(refs)
-        scores, ids = merge_topk([r[0] for r in results], [r[1] for r in results], k)
-        found = sum((result_ids != MISSING_ID).sum(axis=1) for _, result_ids in results)
+        scores, ids = merge_top_k(results, k)
+        found = sum((result_ids != EMPTY_ID).sum(axis=1) for _, result_ids in results)
         width = min(k, int(np.max(found, initial=0)))
         return scores[:, :width], ids[:, :width]
 
