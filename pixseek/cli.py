@@ -186,10 +186,15 @@ def _print_report(console: Console, report: IndexReport, suffix: str = "") -> No
         f"{report.unchanged} unchanged, {report.moved} moved, {report.copied} copies reused, "
         f"{report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s{suffix}"
     )
-    for path, reason in report.failed[:20]:
-        console.print(f"  failed: {path}: {reason}")
-    if len(report.failed) > 20:
-        console.print(f"  ... and {len(report.failed) - 20} more (see `pixseek status`)")
+    _print_reasons(console, "failed", report.failed, " (see `pixseek status`)")
+
+
+def _print_reasons(console: Console, label: str, items: list[tuple[str, str]], more: str = "") -> None:
+    """The first 20 (path, reason) pairs, then how many more there are."""
+    for path, reason in items[:20]:
+        console.print(f"  {label}: {path}: {reason}")
+    if len(items) > 20:
+        console.print(f"  ... and {len(items) - 20} more{more}")
 
 
 @app.command()
@@ -1029,10 +1034,7 @@ def train_command(
         f"images) in {report.seconds:.1f}s, {report.pairs_per_second:.1f} pairs/s [{report.device}, "
         f"{report.precision}]; {losses}{len(report.skipped)} images skipped"
     )
-    for path, reason in report.skipped[:20]:
-        err.print(f"  skipped: {path}: {reason}")
-    if len(report.skipped) > 20:
-        err.print(f"  ... and {len(report.skipped) - 20} more")
+    _print_reasons(err, "skipped", report.skipped)
     err.print(f"saved {report.output}; use it with: pixseek index --model {report.output} ...")
 
 

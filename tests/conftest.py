@@ -139,3 +139,15 @@ def gallery(tmp_path: Path) -> Path:
         ImageDraw.Draw(image).ellipse((8 + i, 6, 40, 30 + i), fill=colour)
         image.save(root / f"img_{i:02d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray for the session (2 CPUs, like CI), shut down at the end."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'pixseek[ray]')")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    if started:
+        ray.shutdown()

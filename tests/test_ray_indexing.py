@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +32,6 @@ except ImportError:  # the tests without Ray still run; the others skip
     ray = None
 
 runner = CliRunner(env={"COLUMNS": "300"})
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """One local Ray for the session (2 CPUs, like CI), shut down at the end."""
-    if ray is None:
-        pytest.skip("Ray is not installed (pip install 'pixseek[ray]')")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    if started:
-        ray.shutdown()
 
 
 def _with_corrupt_file(photos: Path) -> Path:

@@ -126,17 +126,6 @@ def test_in_process_shards_match_one_index() -> None:
 
 
 # ---- with Ray ----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """One local Ray for the session (2 CPUs, like CI), shut down at the end."""
-    if ray is None:
-        pytest.skip("Ray is not installed (pip install 'pixseek[ray]')")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
