@@ -182,6 +182,17 @@ def ensure_collection(work_dir: Path, size: int, checkpoint: Path, identity: dic
     return data_dir
 
 
+def rebuild_index(data_dir: Path, checkpoint: Path) -> None:
+    library = Library(Settings(data_dir=data_dir, model=str(checkpoint), device="cpu"))
+    try:
+        started = time.perf_counter()
+        vectors = library.rebuild_vectors(library.collection())
+        took = time.perf_counter() - started
+        log(f"  FAISS index rebuilt in {took:.1f} s: {describe_index(vectors)}")
+    finally:
+        library.close()
+
+
 # ---- measuring -----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
@@ -300,7 +311,7 @@ def measure(
     if problems:
         raise SystemExit(f"{len(problems)} bad results, e.g. {problems[:3]}")
     result = {
-        "index": describe_index(vectors.index),
+        "index": describe_index(vectors),
         "vectors": len(vectors),
         "queries_timed": len(times["encoder"]),
     }
@@ -315,13 +326,22 @@ def measure(
     return result
 
 
-def describe_index(index) -> str:
-    names = []
+def describe_index(vectors) -> str:
+    """The FAISS index searched, e.g. 'IDMap2,Flat' (VectorIndex.describe where it exists)."""
+    describe = getattr(vectors, "describe", None)
+    if describe is not None:
+        facts = describe()
+        params = ",".join(f"{k}={v}" for k, v in sorted(facts.get("params", {}).items()))
+        text = f"{facts.get('factory', facts.get('type'))}{f' ({params})' if params else ''}"
+        if facts.get("delta_vectors"):
+            text += f" + {facts['delta_vectors']} in delta"
+        return text
+    names, index = [], getattr(vectors, "index", None)
     while index is not None:
         index = faiss.downcast_index(index)
         names.append(type(index).__name__)
         index = getattr(index, "index", None)
-    return " > ".join(names)
+    return " > ".join(names) or type(vectors).__name__
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -371,6 +391,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-k", type=int, default=10, help="results per query (default 10, as pixseek search)")
     parser.add_argument("--paths", default="cli,http", type=lambda s: s.split(","), help="cli,http or cli")
     parser.add_argument("--quick", action="store_true", help="10k and 100k, 60 queries: a few minutes")
+    parser.add_argument(
+        "--rebuild-index", action="store_true",
+        help="rebuild the cached collections' FAISS indexes with Library.rebuild_vectors first "
+        "(the index kind then follows the current pixseek; the SQL rows are kept)",
+    )  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
     args = parser.parse_args(argv)
     if args.quick:
@@ -401,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for size in args.sizes:
         data_dir = ensure_collection(work_dir, size, checkpoint, identity)
+        if args.rebuild_index:
+            rebuild_index(data_dir, checkpoint)
         for precision in args.precisions:
             resolved = resolve_precision(precision, torch.device("cpu"))
             log(f"{size_label(size)} vectors, precision {precision} ({resolved}): {len(texts)} queries")
