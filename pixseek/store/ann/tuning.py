@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 RECALL_K = 10
 K_FACTORS = (2, 4, 8, 16)
+PLATEAU = 0.001  # recall gained by doubling the effort below which a sweep stops
 
 
 def exact_neighbours(source: VectorSource, queries: np.ndarray, k: int) -> np.ndarray:
@@ -68,16 +69,30 @@ class RecallProbe:
         return recall(_without_self(ids, self.self_ids, RECALL_K), self.truth), seconds
 
 
-def _smallest_meeting(probe: RecallProbe, params: SearchParams, field: str, values, target: float):
-    """The first of ``values`` (ascending cost) whose recall meets the target, else the best seen."""
+def _smallest_meeting(
+    probe: RecallProbe,
+    params: SearchParams,
+    field: str,
+    values,
+    target: float,
+    *,
+    within_seconds: float = float("inf"),
+):
+    """The first of ``values`` (ascending cost) whose recall meets the target, else the best seen.
+
+    The sweep stops early once a setting costs more than ``within_seconds`` (a cheaper solution is
+    already known) or recall stops growing (it has reached what this setting family can give:
+    sweeping IVF-PQ with a shallow re-ranking up to every list costs minutes at 10M vectors)."""
     best = None
+    previous = -1.0
     for value in values:
         candidate = replace(params, **{field: value})
         measured, seconds = probe.measure(candidate)
         if best is None or measured > best[1]:
             best = (candidate, measured, seconds)
-        if measured >= target:
-            return candidate, measured, seconds
+        if measured >= target or seconds > within_seconds or measured - previous < PLATEAU:
+            break
+        previous = measured
     return best
 
 
@@ -98,10 +113,13 @@ def tune(base: BaseIndex, source: VectorSource, target: float = 0.95, *, queries
         if plan.kind == "ivf":
             choice = _smallest_meeting(probe, base.params, "nprobe", nprobes, target)
         else:  # the fastest (k_factor, nprobe) pair meeting the target; fewer candidates need more lists
-            options = [
-                _smallest_meeting(probe, replace(base.params, k_factor=factor), "nprobe", nprobes, target)
-                for factor in K_FACTORS
-            ]
+            options = []
+            for factor in sorted(K_FACTORS, reverse=True):  # deep re-ranking meets it soonest
+                fastest = min((o[2] for o in options if o[1] >= target), default=float("inf"))
+                params = replace(base.params, k_factor=factor)
+                options.append(
+                    _smallest_meeting(probe, params, "nprobe", nprobes, target, within_seconds=fastest)
+                )
             meeting = [option for option in options if option[1] >= target]
             choice = min(meeting, key=lambda o: o[2]) if meeting else max(options, key=lambda o: o[1])
     base.params, base.measured_recall = choice[0], choice[1]
