@@ -68,8 +68,11 @@ def cached_truth(work: Path, count: int, data: np.ndarray, queries: np.ndarray) 
     return np.load(path)
 
 
-def cached_index(work: Path, count: int, plan: IndexPlan, source: ArrayVectors, target: float):
-    """The tuned base for this size and plan: built once, then read back (memory-mapped)."""
+def cached_index(
+    work: Path, count: int, plan: IndexPlan, source: ArrayVectors, target: float, retune: bool = False
+):
+    """The tuned base for this size and plan: built once, then read back (memory-mapped); with
+    ``retune`` its search parameters are tuned again by the current pixseek (the build is kept)."""
     folder = work / f"index-{count}-{plan.factory_key().replace(',', '_')}-{target}"
     meta_path = folder / "meta.json"
     if not meta_path.exists():
@@ -93,6 +96,18 @@ def cached_index(work: Path, count: int, plan: IndexPlan, source: ArrayVectors, 
         meta_path.write_text(json.dumps(meta))
         del base
     meta = json.loads(meta_path.read_text())
+    if retune:
+        base = BaseIndex.read(
+            folder / "base.faiss", folder / "ids.npy", None, plan, SearchParams(), mmap=True
+        )
+        started = time.perf_counter()
+        meta["tuned_recall"] = tune(base, source, target)
+        meta |= {
+            "tune_s": time.perf_counter() - started,
+            "params": base.params.to_json(),
+            "load_at_tune": uptime(),
+        }
+        meta_path.write_text(json.dumps(meta))
     return folder, meta
 
 
@@ -102,7 +117,7 @@ def measure_size(work: Path, count: int, queries: np.ndarray, args) -> dict:
     source = ArrayVectors(np.arange(count, dtype=np.int64), data)
     budget = parse_bytes(args.memory_budget) if args.memory_budget else default_memory_budget()
     plan = choose_plan(count, VECTOR_DIM, budget)
-    folder, meta = cached_index(work, count, plan, source, args.recall_target)
+    folder, meta = cached_index(work, count, plan, source, args.recall_target, args.retune)
     params = SearchParams(**meta["params"])
     row: dict = {"vectors": count, "index": plan.factory_key(), "memory_budget_gb": budget / 2**30, **meta}
     row["bytes_per_vector"] = (folder / "base.faiss").stat().st_size / count
@@ -200,6 +215,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for the batcher check")
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency measurement")
     parser.add_argument("--no-concurrency", dest="concurrency", action="store_false")
+    parser.add_argument("--retune", action="store_true", help="tune cached indexes again (keep the build)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "vectors")
     parser.add_argument("--quick", action="store_true", help="100k vectors, 300 queries, 5 s concurrency")
     args = parser.parse_args()
