@@ -4,7 +4,7 @@
 # They run one after another (never two at once: they would share the cores) and stop at the first
 # failure. Each report (markdown whose last line is one JSON object) is written to
 # bench/.work/results/NAME.md and shown. The benchmarks need the dev extras (scikit-image, scipy,
-# httpx): `make` installs them with scripts/install.sh when they are missing.
+# httpx, ray): `make` installs them with scripts/install.sh when they are missing.
 
 PYTHON ?= .venv/bin/python
 RESULTS ?= bench/.work/results
@@ -24,12 +24,13 @@ endef
 .PHONY: bench bench-full bench-deps
 
 bench-deps:
-	@[ -x $(PYTHON) ] && $(PYTHON) -c "import httpx, scipy, skimage" 2>/dev/null \
+	@[ -x $(PYTHON) ] && $(PYTHON) -c "import httpx, ray, scipy, skimage" 2>/dev/null \
 		|| EXTRAS=dev bash scripts/install.sh
 	@mkdir -p $(RESULTS)
 
-# bench_vector_index.py (recall/QPS at 100k/1M/10M) and bench_sharded_search.py (Ray sharding) are
-# being written alongside this Makefile: check that they take --quick and fit in minutes.
+# bench_vector_index.py (recall/QPS at 100k/1M/10M), bench_sharded_search.py and
+# bench_ray_indexing.py (Ray) were written alongside this Makefile: their owners check that their
+# --quick versions fit in minutes and that the full lines match what docs/benchmarks.md reports.
 bench: bench-deps
 	$(call run_bench,query-quick,bench_query.py,--quick)
 	$(call run_bench,api-load-quick,bench_api_load.py,--quick)
@@ -37,6 +38,7 @@ bench: bench-deps
 	$(call run_bench,rerank-quick,bench_rerank.py,--quick)
 	$(call run_bench,vector-index-quick,bench_vector_index.py,--quick)
 	$(call run_bench,sharded-search-quick,bench_sharded_search.py,--quick)
+	$(call run_bench,ray-indexing-quick,bench_ray_indexing.py,--quick)
 
 bench-full: bench-deps
 	$(call run_bench,query,bench_query.py,)
@@ -46,3 +48,4 @@ bench-full: bench-deps
 	$(call run_bench,rerank,bench_rerank.py,)
 	$(call run_bench,vector-index,bench_vector_index.py,)
 	$(call run_bench,sharded-search,bench_sharded_search.py,)
+	$(call run_bench,ray-indexing,bench_ray_indexing.py,)
