@@ -118,8 +118,9 @@ IndexTypeOption = Annotated[
     str | None,
     typer.Option(
         "--index-type",
-        help="Vector index: auto (exact Flat up to 100k vectors, then IVF, IVF-PQ with exact re-ranking "
-        "when raw vectors exceed --memory-budget), flat, ivf, ivfpq or hnsw [env PIXSEEK_INDEX_TYPE]",
+        help="Vector index: auto (exact Flat up to 100k vectors, then IVF; when raw vectors exceed "
+        "--memory-budget IVF-SQ8, or IVF-PQ with exact re-ranking), flat, ivf, ivfsq, ivfpq or hnsw "
+        "[env PIXSEEK_INDEX_TYPE]",
     ),
 ]
 MemoryBudgetOption = Annotated[

@@ -17,7 +17,7 @@ from pixseek.store.ann.plan import parse_bytes
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Rerank = Literal["none", "bridgetower", "blip2", "both"]
-IndexType = Literal["auto", "flat", "ivf", "ivfpq", "hnsw"]
+IndexType = Literal["auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw"]
 DEFAULT_MODEL = "clip"
 
 

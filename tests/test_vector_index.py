@@ -146,12 +146,13 @@ def _plan(kind: str) -> IndexPlan:
     return {
         "flat": IndexPlan("flat"),
         "ivf": IndexPlan("ivf", nlist=64),
+        "ivfsq": IndexPlan("ivfsq", nlist=64),
         "ivfpq": IndexPlan("ivfpq", nlist=64, pq_m=8),
         "hnsw": IndexPlan("hnsw", hnsw_m=16),
     }[kind]
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "ivfpq", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "ivfsq", "ivfpq", "hnsw"])
 def test_every_index_kind_is_tuned_to_the_recall_target(data, kind) -> None:
     ids, x, _, _, queries = data
     index = _index(ArrayVectors(ids, x), kind, recall_target=0.9)
@@ -162,15 +163,15 @@ def test_every_index_kind_is_tuned_to_the_recall_target(data, kind) -> None:
     if kind != "flat":
         assert 0.9 <= index.base.measured_recall <= 1.0
         first = index.base.params
-        knob = {"ivf": "nprobe", "ivfpq": "nprobe", "hnsw": "ef_search"}[kind]
+        knob = {"ivf": "nprobe", "ivfsq": "nprobe", "ivfpq": "nprobe", "hnsw": "ef_search"}[kind]
         assert getattr(first, knob) is not None
     # Asking for less effort than tuned gives measurably lower recall: the knob is real.
-    if kind in ("ivf", "ivfpq"):
+    if kind in ("ivf", "ivfsq", "ivfpq"):
         weak = index.search(queries, 10, params=SearchParams(nprobe=1, k_factor=1))[1]
         assert recall_at(weak, truth) < recall_at(found, truth)
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "ivfpq", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "ivfsq", "ivfpq", "hnsw"])
 def test_updates_and_deletes_work_on_every_kind(data, kind) -> None:
     ids, x, new_ids, new_x, queries = data
     source = ArrayVectors(np.concatenate([ids, new_ids]), np.concatenate([x, new_x]))
@@ -239,9 +240,10 @@ def test_planned_rebuilds_follow_size_and_churn(data) -> None:
     assert index.planned() is None
     index.update(np.empty(0, np.int64), np.empty((0, DIM), np.float32), ids[:1000], 3)
     assert index.planned()[0].kind == "flat", "1000 tombstones > 10% of the base: compaction"
-    tight = VectorIndex(DIM, source=ArrayVectors(ids, x), options=IndexOptions(memory_budget=200_000))
-    tight.update(ids, x, np.empty(0, np.int64), 1)
-    assert tight.planned()[0].kind == "ivfpq", "raw vectors over the budget: compressed codes"
+    for budget, kind in ((400_000, "ivfsq"), (200_000, "ivfpq")):  # raw vectors need ~900 kB
+        tight = VectorIndex(DIM, source=ArrayVectors(ids, x), options=IndexOptions(memory_budget=budget))
+        tight.update(ids, x, np.empty(0, np.int64), 1)
+        assert tight.planned()[0].kind == kind, "raw vectors over the budget: compressed codes"
 
 
 def test_saved_base_is_memory_mapped_and_survives_a_reload(tmp_path, data) -> None:

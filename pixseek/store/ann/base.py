@@ -54,7 +54,7 @@ class SearchParams:
 
 def default_params(plan: IndexPlan) -> SearchParams:
     """Starting points before tuning (the notes' 1M measurements)."""
-    if plan.kind == "ivf":
+    if plan.kind in ("ivf", "ivfsq"):
         return SearchParams(nprobe=min(16, plan.nlist))
     if plan.kind == "ivfpq":
         return SearchParams(nprobe=min(16, plan.nlist), k_factor=4)
@@ -170,7 +170,7 @@ class BaseIndex:
         selector = selectors[-1] if selectors else None
 
         scores, ids = self._search(queries, fetch, params, selector)
-        if allowed is not None and self.plan.kind in ("ivf", "ivfpq", "hnsw"):
+        if allowed is not None and self.plan.kind != "flat":
             scores, ids = self._widen(queries, fetch, params, selector, allowed, scores, ids)
         if len(post_filter):
             scores, ids = drop_ids(scores, ids, post_filter, fetch - len(post_filter))

@@ -6,9 +6,12 @@ The choice follows the measurements in the project notes (faiss-cpu 1.15, 512-d,
   training, recall 1.0;
 * ``IVF`` (nlist ~ 4 sqrt(N), trained on >= 39 points per list) above that: at 1M vectors
   IVF4096 with nprobe 16 gave recall@10 0.997 at 28x the QPS of Flat;
-* ``IVF-PQ`` (64 bytes a vector) with exact re-ranking from the stored vectors when the raw vectors
-  do not fit the memory budget: PQ alone gave recall@10 0.61, re-ranking 4-10x the candidates
-  brings it to 0.95-0.995;
+* ``IVF-SQ8`` (one byte a dimension, a quarter of the raw vectors) when the raw vectors do not fit
+  the memory budget but these codes do: 8-bit scalar quantisation barely moves inner products, so
+  it ranks like IVF-Flat without re-ranking;
+* ``IVF-PQ`` (64 bytes a vector) with exact re-ranking from the stored vectors when not even that
+  fits: PQ alone gave recall@10 0.61 at 1M, re-ranking 4-10x the candidates brings it to
+  0.95-0.995 (at 10M, where neighbours crowd closer than PQ's error, it needs deeper re-ranking);
 * ``HNSW`` only on request: it cannot remove vectors (pixseek masks them with tombstones), builds
   5-10x slower than IVF and gave lower recall (0.924 at efSearch 128) at 1M.
 """
@@ -20,8 +23,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-IndexKind = Literal["flat", "ivf", "ivfpq", "hnsw"]
-INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "ivfpq", "hnsw")
+IndexKind = Literal["flat", "ivf", "ivfsq", "ivfpq", "hnsw"]
+INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw")
 
 FLAT_MAX = 100_000  # above this many vectors an exact scan costs > ~10 ms a query on one core
 MIN_TRAIN_PER_LIST = 39  # FAISS warns below this many training points per centroid
@@ -41,7 +44,7 @@ class IndexPlan:
 
     @property
     def trained(self) -> bool:
-        return self.kind in ("ivf", "ivfpq")
+        return self.kind in ("ivf", "ivfsq", "ivfpq")
 
     @property
     def refines(self) -> bool:
@@ -56,6 +59,7 @@ class IndexPlan:
         return {
             "flat": "IDMap2,Flat",
             "ivf": f"IVF{self.nlist},Flat",
+            "ivfsq": f"IVF{self.nlist},SQ8",
             "ivfpq": f"IVF{self.nlist},PQ{self.pq_m}np",  # np: no polysemous training (30x the cost)
             "hnsw": f"IDMap2,HNSW{self.hnsw_m}",
         }[self.kind]
@@ -65,6 +69,7 @@ class IndexPlan:
         return {
             "flat": 4 * dim + 2 * ID_BYTES,  # IDMap2 keeps the id map and its reverse
             "ivf": 4 * dim + ID_BYTES,
+            "ivfsq": dim + ID_BYTES,
             "ivfpq": self.pq_m + ID_BYTES,
             "hnsw": 4 * dim + 2 * ID_BYTES + 2 * 4 * self.hnsw_m,  # ~2M links at level 0
         }[self.kind]
@@ -131,15 +136,17 @@ def choose_plan(n: int, dim: int, memory_budget: int, kind: str = "auto") -> Ind
             kind = "flat"
         elif raw_fits:
             kind = "ivf"
+        elif n * (dim + ID_BYTES) <= memory_budget:
+            kind = "ivfsq"
         else:
             kind = "ivfpq"
-    if kind in ("ivf", "ivfpq") and n < MIN_TRAIN_PER_LIST:
+    if kind in ("ivf", "ivfsq", "ivfpq") and n < MIN_TRAIN_PER_LIST:
         kind = "flat"  # nothing to train on yet
     if kind == "flat":
         return IndexPlan("flat")
     if kind == "hnsw":
         return IndexPlan("hnsw")
     nlist = nlist_for(n)
-    if kind == "ivf":
-        return IndexPlan("ivf", nlist=nlist)
+    if kind in ("ivf", "ivfsq"):
+        return IndexPlan(kind, nlist=nlist)
     return IndexPlan("ivfpq", nlist=nlist, pq_m=pq_m_for(dim, n, memory_budget))

@@ -22,7 +22,7 @@ from pixseek.store.ann.topk import merge_top_k
 log = logging.getLogger(__name__)
 
 RECALL_K = 10
-K_FACTORS = (2, 4, 8, 16)
+K_FACTORS = (2, 4, 8, 16, 32, 64)
 PLATEAU = 0.001  # recall gained by doubling the effort below which a sweep stops
 
 
@@ -110,7 +110,7 @@ def tune(base: BaseIndex, source: VectorSource, target: float = 0.95, *, queries
             n for n in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192) if n < plan.nlist
         ]
         nprobes.append(plan.nlist)
-        if plan.kind == "ivf":
+        if plan.kind in ("ivf", "ivfsq"):
             choice = _smallest_meeting(probe, base.params, "nprobe", nprobes, target)
         else:  # the fastest (k_factor, nprobe) pair meeting the target; fewer candidates need more lists
             options = []
