@@ -36,7 +36,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -46,18 +46,16 @@ import numpy as np
 import torch
 from sqlalchemy import insert, update
 
-from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info
+from common import DEFAULT_WORK_DIR, VECTOR_DIM, clustered_vectors, ensure_checkpoint, log, machine_info
 from pixseek.config import Settings
 from pixseek.embedding import load_encoder
 from pixseek.embedding.runtime import resolve_precision
 from pixseek.library import Library
 from pixseek.store.models import STATUS_INDEXED, Collection, ImageRecord
 
-DIM = 512
-CLUSTERS = 1000
-SUBSPACE = 64
+DIM = VECTOR_DIM
 CHUNK = 20_000  # rows generated and inserted per transaction
-FORMAT_VERSION = 1  # bump when the generated collection changes, so cached databases are rebuilt
+FORMAT_VERSION = 2  # bump when the generated collection changes, so cached databases are rebuilt
 
 SUBJECTS = [
     "a cat", "a dog", "a red car", "an old man", "two children", "a bicycle", "a wooden boat",
@@ -94,27 +92,13 @@ def size_label(size: int) -> str:
 
 
 # ---- the collection ------------------------------------------------------------------------------
-def clustered_vectors(count: int, seed: int = 0) -> Iterator[np.ndarray]:
-    """Chunks of L2-normalised float32 vectors: Gaussian clusters in a subspace, projected, plus noise."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, SUBSPACE)).astype(np.float32)
-    projection = rng.standard_normal((SUBSPACE, DIM)).astype(np.float32) / np.sqrt(SUBSPACE)
-    for start in range(0, count, CHUNK):
-        n = min(CHUNK, count - start)
-        points = centres[rng.integers(0, CLUSTERS, n)]
-        points += 0.35 * rng.standard_normal((n, SUBSPACE), dtype=np.float32)
-        vectors = points @ projection + 0.1 * rng.standard_normal((n, DIM), dtype=np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        yield vectors.astype("<f4")
-
-
 def bulk_load(library: Library, collection_id: int, root: Path, count: int) -> None:
     """Rows as the indexer would write them (metadata + embedding), in large executemany batches,
     one transaction per chunk; the collection's generation moves with the rows, like Store.apply."""
     table = ImageRecord.__table__
     now = datetime(2026, 11, 1)
     started = time.perf_counter()
-    for chunk_no, vectors in enumerate(clustered_vectors(count)):
+    for chunk_no, vectors in enumerate(clustered_vectors(count, chunk=CHUNK)):
         base = chunk_no * CHUNK
         rows = [
             {
