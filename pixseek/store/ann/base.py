@@ -270,7 +270,7 @@ def exact_rerank(
     where = np.searchsorted(found, candidates).clip(max=len(found) - 1)
     present = (candidates >= 0) & (found[where] == candidates)
     exact = np.empty(candidates.shape, dtype=np.float32)
-    for start in range(0, len(queries), 64):  # one matrix product per block of queries, then gather
+    for start in range(0, len(queries), 64):  # each query against its own candidates only
         block = slice(start, start + 64)
-        exact[block] = np.take_along_axis(queries[block] @ vectors.T, where[block], axis=1)
+        exact[block] = np.einsum("qd,qcd->qc", queries[block], vectors[where[block]])
     return top_k(exact, np.where(present, candidates, -1), k)
