@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ import numpy as np
 import skimage
 from PIL import Image
 
-from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info
+from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info, uptime
 from pixseek.config import Settings
 from pixseek.library import Library
 
@@ -64,13 +63,6 @@ def ensure_photos(work_dir: Path, count: int) -> Path:
         pixels = np.clip(pixels + rng.integers(-40, 40, 3), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"photo_{i:04d}.jpg", quality=90)
     return folder
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def timed_run(indexer: Any, folder: Path) -> dict[str, float]:

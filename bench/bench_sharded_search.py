@@ -27,14 +27,13 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from common import VECTOR_DIM, clustered_vectors, log, machine_info
+from common import VECTOR_DIM, clustered_vectors, log, machine_info, uptime
 from pixseek.store.vector_index import VectorIndex
 
 DIM = VECTOR_DIM
@@ -71,13 +70,6 @@ def same_results(expected: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray,
     separated[:, 1:] &= gaps > 1e-5
     separated[:, :-1] &= gaps > 1e-5
     return bool(np.array_equal(expected[1][separated], got[1][separated])), diff
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from common import DEFAULT_WORK_DIR, VECTOR_DIM, cached_clustered, clustered_vectors, log, machine_info
+from common import (
+    DEFAULT_WORK_DIR,
+    VECTOR_DIM,
+    cached_clustered,
+    clustered_vectors,
+    log,
+    machine_info,
+    uptime,
+)
 from pixseek.search.batching import VectorSearchBatcher
 from pixseek.store.ann.base import BaseIndex, SearchParams
 from pixseek.store.ann.plan import IndexPlan, choose_plan, default_memory_budget, parse_bytes
@@ -44,10 +51,6 @@ K = 10
 def rss_bytes() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def median_seconds(run, repeats: int) -> float:

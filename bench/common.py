@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +48,14 @@ def ensure_built(work_dir: Path, name: str, build: Callable[..., Path]) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def uptime() -> str:
+    """The load averages, printed with every result: this machine is often shared."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError:
+        return "unknown"
 
 
 def machine_info() -> dict[str, Any]:
