@@ -97,7 +97,7 @@ def clustered_vectors(count: int, *, seed: int = 0, chunk: int = 100_000) -> Ite
     """``count`` vectors in chunks of ``chunk`` (float32, L2-normalised), reproducible per seed."""
     geometry = np.random.default_rng(1234)
     centres = geometry.standard_normal((_CLUSTERS, _SUBSPACE)).astype(np.float32)
-    projection = geometry.standard_normal((_SUBSPACE, VECTOR_DIM)).astype(np.float32) / np.sqrt(_SUBSPACE)
+    projection = (geometry.standard_normal((_SUBSPACE, VECTOR_DIM)) / np.sqrt(_SUBSPACE)).astype(np.float32)
     rng = np.random.default_rng(seed)
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
