@@ -263,11 +263,6 @@ class VectorIndex:
         self._maintenance.run()  # in this thread: a CLI run waits for its index
         return True
 
-    def wait_for_maintenance(self) -> None:
-        thread = self._maintenance
-        if thread is not None and thread.is_alive():
-            thread.join()
-
     def _rebuild_logged(self, plan: IndexPlan, reason: str) -> None:
         try:
             self.rebuild_base(plan, reason)
