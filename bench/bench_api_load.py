@@ -7,6 +7,9 @@ the error count (must be 0), next to the baseline measured in the same run: one 
 plus one FAISS search in-process, i.e. what a request costs without HTTP, JSON and metadata.
 
 Run: ``python bench/bench_api_load.py --clients 8 --seconds 20`` (``--help`` for options).
+``--rounds N`` repeats the load N times against the same server and reports its resident memory
+(VmRSS) before and after each round: growth that stops is warm-up (allocator arenas, caches),
+growth that goes on with every round is a leak.
 """
 
 from __future__ import annotations
@@ -75,6 +78,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -102,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument("--rounds", type=int, default=1, help="load rounds; server RSS after each")
     parser.add_argument("--quick", action="store_true", help="5 s instead of 20 (options given still win)")
     if "--quick" in sys.argv[1:]:
         parser.set_defaults(seconds=5.0)
@@ -149,7 +161,8 @@ def main() -> None:
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()
-        stop_at = time.monotonic() + args.seconds
+        rss = [rss_mb(server.pid)]
+        stop_at = 0.0
 
         def client(seed: int) -> None:
             rng = random.Random(seed)
@@ -166,12 +179,18 @@ def main() -> None:
                     with lock:
                         (latencies.append(elapsed) if ok else errors.append(problem))
 
-        log(f"{args.clients} clients for {args.seconds:.0f} s")
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for round_number in range(args.rounds):
+            log(f"round {round_number + 1}/{args.rounds}: {args.clients} clients for {args.seconds:.0f} s")
+            stop_at = time.monotonic() + args.seconds
+            threads = [
+                threading.Thread(target=client, args=(round_number * 100 + i,)) for i in range(args.clients)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            rss.append(rss_mb(server.pid))
+            log(f"server RSS {rss[-1]:.0f} MB")
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -185,7 +204,9 @@ def main() -> None:
         "requests": len(latencies),
         "errors": len(errors),
         "error_samples": errors[:5],
-        "requests_per_s": len(latencies) / args.seconds,
+        "rounds": args.rounds,
+        "server_rss_mb": [round(value, 1) for value in rss],  # at start, then after each round
+        "requests_per_s": len(latencies) / (args.seconds * args.rounds),
         "p50_ms": percentile(latencies, 50),
         "p95_ms": percentile(latencies, 95),
         "p99_ms": percentile(latencies, 99),
@@ -199,6 +220,8 @@ def main() -> None:
         f"| {args.clients} | {report['requests_per_s']:.1f} | {report['p50_ms']:.0f} "
         f"| {report['p95_ms']:.0f} | {report['p99_ms']:.0f} | {len(errors)} | {unloaded:.1f} |"
     )
+    if args.rounds > 1:
+        print(f"\nserver RSS, MB (start, then after each round): {' -> '.join(f'{v:.0f}' for v in rss)}\n")
     print(json.dumps(report))
 
 

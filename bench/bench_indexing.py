@@ -53,10 +53,10 @@ from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info
 from pixseek.config import Settings
 from pixseek.embedding.encoder import DualEncoder
 from pixseek.embedding.runtime import resolve_precision
-from pixseek.indexer.decode import decode_image
-from pixseek.indexer.pipeline import content_hash
 from pixseek.indexer.walker import walk_images
 from pixseek.library import Library
+from pixseek.media.decode import decode_image
+from pixseek.media.hashing import content_hash
 
 # Colour photographs among scikit-image's samples; greyscale and synthetic ones would compress
 # unlike camera output.

@@ -131,7 +131,7 @@ def main() -> None:
         run["per_batch_s"] = (run["full"]["total_s"] - run["small"]["total_s"]) / extra_batches
         run["fixed_s"] = run["small"]["total_s"] - run["per_batch_s"]
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "uptime_before": load_before,
         "uptime_after": uptime(),

@@ -54,7 +54,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from common import DEFAULT_WORK_DIR, ensure_built, log, machine_info
-from pixseek.indexer.pipeline import content_hash
+from pixseek.media.hashing import content_hash
 from pixseek.search.rerank import CachedScorer, FeatureCache, ImageRef, Reranker, load_reranker
 from pixseek.testing.tiny_models import build_blip2, build_bridgetower
 

@@ -156,7 +156,7 @@ def main() -> None:
     ray.shutdown()
 
     results: dict[str, Any] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "uptime_before": load_before,
         "uptime_after": uptime(),

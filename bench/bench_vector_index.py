@@ -38,9 +38,10 @@ from common import (
     machine_info,
     uptime,
 )
+from pixseek.config import parse_bytes
 from pixseek.search.batching import VectorSearchBatcher
 from pixseek.store.ann.base import BaseIndex, SearchParams
-from pixseek.store.ann.plan import IndexPlan, choose_plan, default_memory_budget, parse_bytes
+from pixseek.store.ann.plan import IndexPlan, choose_plan, default_memory_budget
 from pixseek.store.ann.source import ArrayVectors
 from pixseek.store.ann.tuning import exact_neighbours, recall, tune
 from pixseek.store.vector_index import VectorIndex

@@ -7,18 +7,27 @@ Every value can come from an environment variable (``PIXSEEK_DATA_DIR``, ``PIXSE
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pixseek.store.ann.plan import parse_bytes
+from pixseek.vocabulary import IndexKind, Precision, RerankChoice
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-Rerank = Literal["none", "bridgetower", "blip2", "both"]
-IndexType = Literal["auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw"]
 DEFAULT_MODEL = "clip"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str | int) -> int:
+    """'8G', '512MB', '1.5g' or a plain number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 8G, 512M or a number of bytes)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** "bkmgt".index(unit or "b"))
 
 
 def default_data_dir() -> Path:
@@ -35,14 +44,17 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite file in the data directory"
     )
     collection: str = "default"
-    model: str = DEFAULT_MODEL
+    model: str | None = Field(
+        default=None,
+        description=f"preset, hub id or local dir; default: the collection's own model, else {DEFAULT_MODEL}",
+    )
     device: str = "auto"
-    precision: Precision = "auto"
+    precision: Precision = Precision.AUTO
     batch_size: int = Field(default=32, ge=1, le=4096)
     decode_workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
     # Re-ranking of text queries (pixseek.search.rerank). Off by default: each re-ranker is an extra
     # multi-GB checkpoint that the user opts into.
-    rerank: Rerank = "none"
+    rerank: RerankChoice = RerankChoice.NONE
     rerank_k: int | None = Field(
         default=None, ge=1, le=10_000, description="candidates to re-rank; default 50 on CPU, 128 on CUDA"
     )
@@ -53,7 +65,7 @@ class Settings(BaseSettings):
     )
     # The vector index (pixseek.store.ann): chosen by collection size and memory budget, its search
     # parameters tuned to the recall target and stored with it; the overrides beat the tuned values.
-    index_type: IndexType = "auto"
+    index_type: IndexKind = IndexKind.AUTO
     memory_budget: str | None = Field(
         default=None, description="memory for the vector index, e.g. 8G; default: half the available RAM"
     )
@@ -63,6 +75,9 @@ class Settings(BaseSettings):
     k_factor: int | None = Field(
         default=None, ge=1, description="IVF-PQ: candidates re-ranked exactly, as a multiple of k (override)"
     )
+    # Image files (pixseek.media): a larger file is recorded as failed without being read, so a
+    # sparse or padded multi-GB ".jpg" cannot take GBs of RAM per decode worker.
+    max_file_size: str = Field(default="256M", description="largest image file read, e.g. 256M")
 
     @field_validator("memory_budget")
     @classmethod
@@ -70,6 +85,17 @@ class Settings(BaseSettings):
         if value is not None:
             parse_bytes(value)
         return value
+
+    @field_validator("max_file_size")
+    @classmethod
+    def _valid_file_size(cls, value: str) -> str:
+        if parse_bytes(value) < 1:
+            raise ValueError(f"must be at least 1 byte, got {value!r}")
+        return value
+
+    @property
+    def max_file_bytes(self) -> int:
+        return parse_bytes(self.max_file_size)
 
     @property
     def resolved_database_url(self) -> str:

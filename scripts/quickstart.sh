@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Install pixseek, index a folder of images and search it:
 #   bash scripts/quickstart.sh [FOLDER] [QUERY]
-# FOLDER defaults to scikit-image's sample photos, QUERY to "a cat". The model is $PIXSEEK_MODEL
-# (a preset such as clip or altclip-m9, a hub id, or a local checkpoint directory), default clip.
-# Without a reachable model hub and without PIXSEEK_MODEL, a RANDOM-WEIGHT demo checkpoint is built
-# so the pipeline still runs end to end; its rankings are meaningless.
+# FOLDER defaults to scikit-image's sample photos (installed with the test tools), QUERY to "a cat".
+# The collection lives in .data/ of this checkout. The model is $PIXSEEK_MODEL (a preset such as
+# clip or altclip-m9, a hub id, or a local checkpoint directory), default clip. Without a reachable
+# model hub and without PIXSEEK_MODEL, a RANDOM-WEIGHT demo checkpoint is built so the pipeline
+# still runs end to end; its rankings are meaningless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+folder=${1:-}
+query=${2:-a cat}
+# Check the arguments before minutes of installing: a typo fails now, in one line.
+if [ -n "$folder" ] && [ ! -d "$folder" ]; then
+    echo "quickstart: no such folder: $folder (run without arguments to index the sample photos)" >&2
+    exit 2
+fi
+if [ -n "$folder" ]; then folder=$(cd "$folder" && pwd); fi
+
 EXTRAS=dev bash scripts/install.sh
 export PATH="$(pwd)/.venv/bin:$PATH"
 export PIXSEEK_DATA_DIR=${PIXSEEK_DATA_DIR:-$(pwd)/.data}
-
-folder=${1:-$(python -c "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data'))")}
-query=${2:-a cat}
+folder=${folder:-$(python -c "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data'))")}
 
 if [ -z "${PIXSEEK_MODEL:-}" ]; then
     if python - <<'PY'
@@ -37,3 +45,13 @@ fi
 
 pixseek index "$folder"
 pixseek search "$query" -k 5
+cat >&2 <<TEXT
+
+Done: the collection 'default' in $PIXSEEK_DATA_DIR holds $folder, embedded with $PIXSEEK_MODEL.
+Every later command uses that model by itself. To go on in this shell:
+
+  source .venv/bin/activate
+  export PIXSEEK_DATA_DIR=$PIXSEEK_DATA_DIR
+  pixseek search "a red car"
+  pixseek serve --watch        # the search page at http://127.0.0.1:8000 over the same folder
+TEXT

@@ -37,6 +37,13 @@ POSTGRES_ADMIN_URL = os.environ.get(
 SAMPLE_SUFFIXES = {".png", ".jpg", ".gif", ".tif"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Ray tests start a local Ray (seconds each): slow, left out of the everyday run."""
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_clip(tmp_path_factory.mktemp("clip"))

@@ -165,3 +165,46 @@ def exif_jpeg() -> bytes:
         }
     )
     return _encode(astronaut, "JPEG", quality=90, exif=exif)
+
+
+# --- files that are small (or sparse) but cost a naive reader GBs of RAM or minutes of CPU ------------
+
+
+def jpeg_header() -> bytes:
+    """SOI plus the JFIF APP0 segment of a real JPEG: what a hostile file puts before its padding."""
+    data = _encode(Image.new("RGB", (8, 8)), "JPEG")
+    length = int.from_bytes(data[4:6], "big")
+    assert data[2:4] == b"\xff\xe0", "Pillow writes JFIF APP0 first"
+    return data[: 4 + length]
+
+
+def jpeg_then_zeros(n_zeros: int) -> bytes:
+    """A JPEG header and ``n_zeros`` zero bytes: Pillow's header parser steps through them one by
+    one in Python (1.5 s for 19 MB, holding the GIL) before it says anything."""
+    return jpeg_header() + bytes(n_zeros)
+
+
+def write_sparse_jpeg(path: Path, size: int) -> None:
+    """A ``size``-byte ".jpg" that is a JPEG header and a hole: costs no disk, reads as zeros."""
+    with open(path, "wb") as handle:
+        handle.write(jpeg_header())
+        handle.truncate(size)
+
+
+def tall_png(height: int, width: int = 1) -> bytes:
+    """A ``width`` x ``height`` noise PNG: tens of kB, far under any pixel cap, yet a processor that
+    scales the shorter side up to 224 makes it a 224 x (224 * height) array."""
+    rng = np.random.default_rng(height)
+    return _encode(Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)), "PNG")
+
+
+def png_with_huge_metadata(icc_bytes: int = 60 * 2**20, text_bytes: int = 0) -> bytes:
+    """A normal 64x48 PNG carrying an ICC profile of ``icc_bytes`` (and a zTXt chunk of
+    ``text_bytes``), compressible to a few kB: over Pillow's 1 MB limit, which refuses the image."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if text_bytes:
+        info.add_text("comment", "x" * text_bytes, zip=True)
+    image = Image.fromarray(skimage.data.chelsea()).resize((64, 48))
+    return _encode(image, "PNG", icc_profile=bytes(icc_bytes) if icc_bytes else None, pnginfo=info)

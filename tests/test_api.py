@@ -4,11 +4,13 @@ limits, traversal attempts and bad uploads."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -204,6 +206,69 @@ def test_symlinks_out_of_a_root_are_neither_indexed_nor_served(
             assert client.get(url).status_code == 404, url
 
 
+def _is_red(jpeg: bytes) -> bool:
+    pixels = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.int16)
+    return bool(np.abs(pixels - (255, 0, 0)).mean() < 30)
+
+
+@pytest.mark.timeout(120)
+def test_a_file_swapped_for_a_symlink_out_of_the_root_is_never_served(
+    tmp_path: Path, server_settings: ServerSettings, photos: Path
+) -> None:
+    """Checking a path, then opening it again by name, serves whatever the path holds by then. A
+    thread swaps an indexed file between itself and a symlink to a file outside the root while
+    /file and /thumbnail (its cache emptied each time) are asked for it: never the outside bytes,
+    never a 500, and no thumbnail of the outside file cached under the inside file's hash."""
+    outside = tmp_path / "private" / "secret.png"
+    outside.parent.mkdir()
+    Image.new("RGB", (64, 64), "red").save(outside)
+    secret = outside.read_bytes()
+    thumbnails = server_settings.data_dir / "thumbnails"
+    with TestClient(create_app(server_settings), raise_server_exceptions=False) as client:
+        assert wait_for_job(client, client.post("/index").json()["id"])["state"] == "done"
+        hit = client.post("/search", json={"query": "a cat", "k": 1}).json()["results"][0]["image"]
+        target = photos / hit["path"]
+        keep = tmp_path / "kept-original"
+        shutil.copy2(target, keep)
+        stop = threading.Event()
+
+        def swap() -> None:
+            while not stop.is_set():
+                link = target.with_name(".swap-link")
+                link.symlink_to(outside)
+                os.replace(link, target)
+                copy = target.with_name(".swap-copy")
+                os.link(keep, copy)
+                os.replace(copy, target)
+
+        swapper = threading.Thread(target=swap, daemon=True)
+        swapper.start()
+        statuses: list[int] = []
+        leaks: list[str] = []
+        try:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline or len(statuses) < 300:
+                file = client.get(f"/images/{hit['id']}/file")
+                shutil.rmtree(thumbnails, ignore_errors=True)
+                thumb = client.get(f"/images/{hit['id']}/thumbnail", params={"size": 128})
+                statuses += [file.status_code, thumb.status_code]
+                if file.status_code == 200 and file.content == secret:
+                    leaks.append("file: outside bytes")
+                if thumb.status_code == 200 and _is_red(thumb.content):
+                    leaks.append("thumbnail: outside pixels")
+        finally:
+            stop.set()
+            swapper.join(timeout=10)
+        os.replace(keep, target)
+        cached = [path for path in thumbnails.rglob("*.jpg") if _is_red(path.read_bytes())]
+    files, thumbs = leaks.count("file: outside bytes"), leaks.count("thumbnail: outside pixels")
+    assert not leaks, f"of {len(statuses)} responses, {files} files and {thumbs} thumbnails were outside"
+    assert not cached, "a thumbnail of the outside file was cached"
+    assert 500 not in statuses, f"{statuses.count(500)} of {len(statuses)} responses were 500"
+    assert set(statuses) <= {200, 404}, sorted(set(statuses))
+    assert statuses.count(200) > 0  # the swap was not seen every time: the real file was served too
+
+
 def test_api_key_guards_mutating_endpoints(server_settings: ServerSettings) -> None:
     settings = server_settings.model_copy(update={"api_key": KEY})
     with TestClient(create_app(settings)) as client:
@@ -289,12 +354,14 @@ def test_search_json_is_the_documented_model_with_headers_and_metrics(client: Te
     assert upload.status_code == 200 and len(SearchResponse.model_validate(upload.json()).results) == 2
     missing = client.get("/images/999999")
     assert missing.status_code == 404 and missing.headers["x-content-type-options"] == "nosniff"
-    assert client.get("/").headers["x-content-type-options"] == "nosniff"  # the web page (static mount)
+    assert client.get("/").headers["x-content-type-options"] == "nosniff"  # the web page
+    assert client.get("/static/app.js").headers["x-content-type-options"] == "nosniff"  # its files (a mount)
     metrics = client.get("/metrics").text
     for line in (
         'pixseek_requests_total{method="POST",route="/search",status="200"} 1.0',
         'pixseek_requests_total{method="GET",route="/images/{image_id}/similar",status="200"} 1.0',
         'pixseek_requests_total{method="GET",route="/images/{image_id}",status="404"} 1.0',
+        'pixseek_requests_total{method="GET",route="/",status="200"} 1.0',
         'pixseek_requests_total{method="GET",route="static",status="200"} 1.0',
         'pixseek_request_seconds_count{route="/search"} 1.0',
     ):

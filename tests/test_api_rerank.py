@@ -67,3 +67,10 @@ def test_rerank_errors_are_4xx(client: TestClient) -> None:
         client.post("/search", json={"query": "a cat", "rerank": "none", "min_score": 0.5}).status_code == 400
     )
     assert client.post("/search", json={"query": "a cat", "min_score": 1.5}).status_code == 422
+
+
+def test_openapi_offers_only_the_rerankers_this_server_loaded(client: TestClient) -> None:
+    """Asking for an unloaded re-ranker gets 400, so the schema must not promise it (it listed all)."""
+    properties = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]["properties"]
+    assert properties["rerank"]["anyOf"][0]["enum"] == ["none", "bridgetower"]
+    assert "min_score" in properties  # with a re-ranker loaded, min_score can apply

@@ -23,6 +23,9 @@ class SlowEncoder:
         self.encoder = encoder
         self.calls = 0
 
+    def __getattr__(self, name):  # everything but embed_texts is the real encoder's
+        return getattr(self.encoder, name)
+
     def embed_texts(self, texts):
         self.calls += 1
         time.sleep(0.05)
@@ -51,11 +54,11 @@ def test_concurrent_queries_share_forwards_and_get_their_own_vectors(clip_dir: P
 
 
 def test_errors_reach_every_waiting_caller(clip_dir: Path) -> None:
-    class Broken:
+    class Broken(SlowEncoder):
         def embed_texts(self, texts):
             raise RuntimeError("model exploded")
 
-    batcher = TextQueryBatcher(Broken())
+    batcher = TextQueryBatcher(Broken(load_encoder(str(clip_dir), device="cpu")))
     with pytest.raises(RuntimeError, match="model exploded"):
         batcher.embed_texts(["a cat"])
     batcher.close()
@@ -71,10 +74,12 @@ def test_concurrent_vector_searches_share_faiss_calls() -> None:
 
     class Slow:  # holds each FAISS call long enough for requests to pile up
         dim = 16
-        generation = 1
 
         def __init__(self):
             self.calls = 0
+
+        def __len__(self):
+            return len(index)
 
         def search(self, queries, k, allowed_ids=None):
             self.calls += 1
@@ -99,7 +104,7 @@ def test_concurrent_vector_searches_share_faiss_calls() -> None:
         np.testing.assert_array_equal(results[i][1], expected_ids)
         np.testing.assert_allclose(results[i][0], expected_scores, rtol=1e-6)
     assert slow.calls == batcher.searches and slow.calls < 24 / 2
-    assert batcher.generation == 1, "everything else passes through"
+    assert batcher.dim == 16 and len(batcher) == len(index)
     allowed = ids[:10]
     _, filtered = batcher.search(x[:1], 5, allowed)  # filtered searches go straight to the index
     assert np.isin(filtered, allowed).all() and slow.calls == batcher.searches + 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from hostile_files import make_hostile_tree
 from pixseek.config import Settings
@@ -154,6 +157,66 @@ def test_hostile_files_never_crash_a_run_and_are_reported(library: Library, tmp_
     assert again.failed == [] and encoder.image_calls == 0
     retried, _ = run_index(library, root, retry_failed=True)
     assert len(retried.failed) == len(failed)
+
+
+def after_the_walk(change: Callable[[], None]) -> Callable[[int, int], None]:
+    """A progress callback that makes ``change`` once: its first call comes after the walk, before
+    any file is read, which is when a hostile user swaps what a walked path holds."""
+    done: list[bool] = []
+
+    def progress(_done: int, _total: int) -> None:
+        if not done:
+            done.append(True)
+            change()
+
+    return progress
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_file_replaced_by_a_fifo_after_the_walk_fails_alone(library: Library, photos: Path) -> None:
+    """Reading a FIFO by name blocks until a writer comes: forever. The run must go on."""
+    target = next(photos.rglob("coffee.png"))
+
+    def to_fifo() -> None:
+        target.unlink()
+        os.mkfifo(target)
+
+    report, _ = run_index(library, photos, progress=after_the_walk(to_fifo))
+    assert (str(target), "not a regular file") in report.failed
+    assert report.embedded >= 25
+    assert_consistent(library)
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOFOLLOW"), reason="needs O_NOFOLLOW")
+def test_symlinks_swapped_in_after_the_walk_are_not_followed(
+    library: Library, photos: Path, tmp_path: Path
+) -> None:
+    """With follow_symlinks=False (the server's walk) a file or folder replaced by a symlink after
+    the walk must not be read through it: its target's content never enters the index."""
+    outside = tmp_path / "outside"
+    (outside / "outdoor").mkdir(parents=True)
+    secret = outside / "secret.png"
+    Image.new("RGB", (64, 64), "red").save(secret)
+    target = next((photos / "indoor").glob("*.png"))
+    outdoor = sorted((photos / "outdoor").iterdir())
+    for path in outdoor:  # same names, all the red secret: any read through the link embeds it
+        shutil.copy(secret, outside / "outdoor" / path.name)
+
+    def to_links() -> None:
+        target.unlink()
+        target.symlink_to(secret)
+        shutil.rmtree(photos / "outdoor")
+        (photos / "outdoor").symlink_to(outside / "outdoor")
+
+    report, _ = run_index(library, photos, follow_symlinks=False, progress=after_the_walk(to_links))
+    failed = dict(report.failed)
+    assert failed.get(str(target)) == "symlink (not followed)"
+    folder_refused = "a folder on the path is a symlink or not a folder"
+    assert {failed.get(str(path)) for path in outdoor} == {folder_refused}
+    secret_hash = hashlib.sha256(secret.read_bytes()).hexdigest()
+    assert not library.store.indexed_by_hash(library.collection().id, [secret_hash])
+    assert_consistent(library)
 
 
 def test_filtered_search_returns_k_when_k_match(library: Library, photos: Path) -> None:

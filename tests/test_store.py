@@ -6,9 +6,10 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
 
-from pixseek.store.database import DatabaseError, open_database
+from pixseek.store.database import DatabaseError, _alembic_config, open_database
 from pixseek.store.repository import ChangeBatch, CollectionMismatchError, FileFacts, SearchFilters, Store
 
 
@@ -31,8 +32,10 @@ def _collection(store: Store, name: str = "default", fingerprint: str = "abc"):
 def test_migrations_create_schema_and_are_idempotent(database_url: str) -> None:
     engine = open_database(database_url)
     open_database(database_url)  # second open: nothing to do, no error
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == head
+        assert set(inspect(connection).get_table_names()) >= {"collections", "images", "collection_folders"}
     engine.dispose()
 
 
@@ -127,3 +130,29 @@ def test_filtered_ids(store: Store) -> None:
     assert matching(min_height=3000) == [ids[0]]
     assert matching(taken_after=datetime(2021, 1, 1)) == [ids[1]]
     assert matching(taken_before=datetime(2021, 1, 1), folders=("/a", "/b")) == [ids[0]]
+
+
+def test_folder_filters_are_case_sensitive_and_take_any_number_and_length(store: Store) -> None:
+    """A folder filter is an exact path prefix on both backends: SQLite's LIKE ignored ASCII case
+    (/photos matched /Photos/...), refused patterns over 50,000 bytes, and 499 folders made one
+    expression too deep for it. The CLI passes whatever --folder paths it was given."""
+    rng = np.random.default_rng(3)
+    info = _collection(store)
+    long_folder = "/" + "d" * 2000  # PostgreSQL's btree on (collection, path) takes up to ~2700 bytes
+    paths = ["/photos/a.jpg", "/Photos/b.jpg", "/photos_x/c.jpg", f"{long_folder}/e.jpg", "/many/7/f.jpg"]
+    facts = [FileFacts(path, 1, 1, f"h{i}") for i, path in enumerate(paths)]
+    ids = store.apply(
+        info.id, ChangeBatch(indexed=list(zip(facts, _unit(rng, 5, 8), strict=True)))
+    ).added_ids.tolist()
+
+    def matching(*folders: str) -> list[int]:
+        return sorted(store.filtered_ids(info.id, SearchFilters(folders=folders)).tolist())
+
+    assert matching("/photos") == [ids[0]]
+    assert matching("/Photos") == [ids[1]]
+    assert matching("/photos_") == []  # "_" is no wildcard
+    assert matching(long_folder) == [ids[3]]
+    assert matching("/" + "d" * 60_000) == []
+    many = [f"/many/{i}" for i in range(1000)]
+    assert matching(*many) == [ids[4]]
+    assert matching(*many, "/photos") == [ids[0], ids[4]]

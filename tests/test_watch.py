@@ -26,7 +26,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy.exc import OperationalError
-from test_indexer import CountingEncoder, assert_consistent
 from typer.testing import CliRunner
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer, inotify_c
@@ -41,9 +40,11 @@ from pixseek.indexer.watch import Watcher, WatchOptions
 from pixseek.indexer.watch_observers import filesystem_type, unwatched_folders
 from pixseek.indexer.watch_queue import ChangeQueue
 from pixseek.library import Library
+from pixseek.media.files import FileOpener
 from pixseek.store.models import STATUS_INDEXED
 from pixseek.store.repository import ChangeBatch
 from pixseek.store.vector_index import VectorIndex
+from test_indexer import CountingEncoder, assert_consistent
 
 SETTLE = 0.3
 POLL_INTERVAL = 0.2
@@ -432,14 +433,14 @@ def test_unreadable_file_is_recorded_and_retried_on_change(
     library: Library, encoder, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     locked: set[Path] = set()
-    read_bytes = Path.read_bytes
+    read = FileOpener.read
 
-    def guarded(path: Path) -> bytes:  # chmod 000 does not stop root, so refuse in software
-        if path in locked:
+    def guarded(opener: FileOpener, path: Path) -> bytes:  # chmod 000 does not stop root: refuse here
+        if Path(path) in locked:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return read_bytes(path)
+        return read(opener, path)
 
-    monkeypatch.setattr(Path, "read_bytes", guarded)
+    monkeypatch.setattr(FileOpener, "read", guarded)  # how the indexer reads every file
     with Watching(library, encoder, [root]) as watching:
         photo = root / "locked.png"
         locked.add(photo)
@@ -563,9 +564,10 @@ def test_kill_9_mid_burst_then_restart_is_complete_and_consistent(tmp_path: Path
     try:
         # Its start-up summary: the reconcile is done and events are followed from then on.
         wait_until(
-            lambda: "(reconcile" in log.read_text() or watcher.poll() is not None, "the watcher to start"
+            lambda: "Ctrl-C stops" in log.read_text() or watcher.poll() is not None, "the watcher to start"
         )
         assert watcher.poll() is None, log.read_text()
+        assert "(reconcile" in log.read_text() and f"watching {root} by inotify" in log.read_text()
         for path in files:
             os.rename(path, root / path.name)
         wait_until(lambda: indexed() >= 40 or watcher.poll() is not None, "the first batches", timeout=60)

@@ -10,24 +10,30 @@ from __future__ import annotations
 import contextlib
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pixseek
+from pixseek.api.body_timeout import BodyTimeout
 from pixseek.api.config import ServerSettings
+from pixseek.api.docs import install_docs
+from pixseek.api.files import OpenFileResponse
 from pixseek.api.jobs import Job
 from pixseek.api.metrics import Metrics
+from pixseek.api.openapi import describe_this_server
 from pixseek.api.roots import PathRefusedError
 from pixseek.api.schemas import (
     MAX_K,
@@ -48,8 +54,10 @@ from pixseek.api.schemas import (
 )
 from pixseek.api.state import AppState
 from pixseek.errors import NotFoundError, PixseekError
-from pixseek.indexer.decode import DecodeError, decode_image
+from pixseek.media.decode import DecodeError, decode_image
+from pixseek.media.files import UnsafeFileError
 from pixseek.search.rerank.pipeline import rerank_search
+from pixseek.search.searcher import MAX_K as SEARCH_MAX_K
 from pixseek.search.searcher import SearchHit
 from pixseek.store.database import DatabaseError
 from pixseek.store.models import STATUS_INDEXED, ImageRecord
@@ -87,7 +95,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         version=pixseek.__version__,
         summary="Semantic image search over your image folders",
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves them with local assets: the defaults load a CDN
+        redoc_url=None,
     )
+    install_docs(app)
+    describe_this_server(app, state.rerankers)
     app.state.pixseek = state
     if settings.cors_origins:
         app.add_middleware(
@@ -97,8 +109,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
 
-    app.add_middleware(_Observe, metrics=metrics)
-    _install_error_handlers(app)
+    app.add_middleware(BodyTimeout, seconds=settings.body_timeout_s)
+    app.add_middleware(_Observe, metrics=metrics)  # outermost: it sees BodyTimeout's 408s too
+    _install_error_handlers(app, state.roots.redact)
 
     def require_key(request: Request) -> None:
         """Mutating endpoints: the configured key in X-API-Key or 'Authorization: Bearer <key>'."""
@@ -180,7 +193,10 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if record is None or record.collection_id != collection.id or record.status != STATUS_INDEXED:
             raise NotFoundError(f"no indexed image {image_id}")
         if state.roots.locate(record.path) is None:  # indexed from elsewhere: never served here
-            raise NotFoundError(f"no indexed image {image_id}")
+            raise NotFoundError(
+                f"image {image_id} is outside the folders this server serves (its library roots: "
+                f"{', '.join(state.roots.by_name) or 'none'})"
+            )
         return record
 
     # ---- search ----------------------------------------------------------------------------------
@@ -191,7 +207,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         started = time.perf_counter()
         filters = search_filters(request.filters)
         choice = request.rerank or settings.rerank
-        wanted = request.offset + request.k
+        wanted = _depth(request.offset, request.k)
         if choice == "none":
             if request.min_score is not None:
                 raise PixseekError("min_score applies to re-ranking scores: also ask for a rerank")
@@ -204,7 +220,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 state.searcher(),
                 request.query,
                 scorers,
-                k=wanted,
+                k=min(wanted, max(request.k, rerank_k)),  # a deep offset must not re-rank thousands
                 rerank_k=rerank_k,
                 min_score=request.min_score,
                 filters=filters,
@@ -228,7 +244,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     ) -> Response:
         """Search by an uploaded image. Size and pixel count are capped; nothing is fetched by URL."""
         started = time.perf_counter()
-        parsed = Filters.model_validate_json(filters) if filters else Filters()
+        parsed = _upload_filters(filters)
         data = file.file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise HTTPException(413, f"upload larger than {settings.max_upload_bytes} bytes")
@@ -236,7 +252,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             image = decode_image(data, max_pixels=settings.max_upload_pixels).image
         except DecodeError as error:
             raise HTTPException(400, f"not a usable image: {error.reason}") from None
-        hits = state.searcher().by_image(image, offset + k, search_filters(parsed))
+        hits = state.searcher().by_image(image, _depth(offset, k), search_filters(parsed))
         return json_response(page(hits, offset, k, started))
 
     @app.get("/images/{image_id}/similar", response_model=SearchResponse, responses=ERRORS, tags=["search"])
@@ -248,7 +264,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """More like this: neighbours of an indexed image (itself excluded), from its stored vector."""
         started = time.perf_counter()
         indexed_record(image_id)
-        hits = state.searcher().like(image_id, offset + k, search_filters(Filters()))
+        # like() fetches one more (the image itself), so one less than the searcher's limit.
+        hits = state.searcher().like(image_id, _depth(offset, k, SEARCH_MAX_K - 1), search_filters(Filters()))
         return json_response(page(hits, offset, k, started))
 
     # ---- images ----------------------------------------------------------------------------------
@@ -256,13 +273,19 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def image(image_id: ImageId) -> ImageInfo:
         return image_info(indexed_record(image_id))
 
+    sizes = list(settings.thumbnail_sizes)  # the enum of ``size``: a default, unlike an annotation, sees it
+
     @app.get(
         "/images/{image_id}/thumbnail",
         responses=ERRORS | {304: {"description": "Not modified (ETag)"}},
         tags=["images"],
         response_class=FileResponse,
     )
-    def thumbnail(request: Request, image_id: ImageId, size: int = 256) -> Response:
+    def thumbnail(
+        request: Request,
+        image_id: ImageId,
+        size: int = Query(256, description="Longest side in pixels", json_schema_extra={"enum": sizes}),
+    ) -> Response:
         """A JPEG thumbnail (sizes 128, 256 or 512), cached on disk and by browsers (ETag)."""
         if size not in settings.thumbnail_sizes:
             raise HTTPException(400, f"size must be one of {', '.join(map(str, settings.thumbnail_sizes))}")
@@ -273,7 +296,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             return Response(status_code=304, headers=headers)
         try:
             path = state.thumbnails.get(record.path, record.content_hash, size)
-        except FileNotFoundError:
+        except (FileNotFoundError, UnsafeFileError):  # gone, or no longer a plain file inside the root
             raise NotFoundError(f"the file of image {image_id} is gone; re-index its folder") from None
         except (OSError, DecodeError) as error:
             raise HTTPException(422, f"cannot make a thumbnail: {getattr(error, 'reason', error)}") from None
@@ -281,12 +304,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/images/{image_id}/file", responses=ERRORS, tags=["images"], response_class=FileResponse)
     def original(image_id: ImageId) -> Response:
-        """The original file of an indexed image inside a library root (never any other path)."""
+        """The original file of an indexed image inside a library root (never any other path).
+
+        Opened once, beneath its root without following any symlink, and streamed from that
+        descriptor: a path checked and then opened again by name could meanwhile lead anywhere.
+        """
         record = indexed_record(image_id)
-        if not Path(record.path).is_file():
-            raise NotFoundError(f"the file of image {image_id} is gone; re-index its folder")
-        return FileResponse(
-            record.path,
+        try:
+            opened = state.files.open(record.path)
+        except (FileNotFoundError, UnsafeFileError):
+            raise NotFoundError(f"the file of image {image_id} is gone; re-index its folder") from None
+        except OSError as error:
+            raise HTTPException(422, f"cannot read the file: {error.strerror or error}") from None
+        return OpenFileResponse(
+            opened,
             media_type=MEDIA_TYPES.get(record.format or "", "application/octet-stream"),
             headers={"Cache-Control": "private, max-age=3600"},
         )
@@ -301,7 +332,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             total=job.total,
             embedded=job.embedded,
             failed=job.failed,
-            error=job.error,
+            error=None if job.error is None else state.roots.redact(job.error),
             started_at=job.started_at,
             finished_at=job.finished_at,
         )
@@ -319,7 +350,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         if not state.roots:
             raise HTTPException(409, "no library roots configured (pixseek serve --root PATH)")
         path = request.path if request else None
-        paths = [state.roots.resolve(path)] if path else state.roots.paths
+        paths = [state.roots.existing(path)] if path else state.roots.paths
         return job_info(state.jobs.submit(paths))
 
     @app.get("/jobs/{job_id}", response_model=JobInfo, responses=ERRORS, tags=["indexing"])
@@ -333,15 +364,17 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     def status() -> StatusResponse:
         store = state.library.store
         collection = store.collection(settings.collection)
-        summary = None
+        summary = counts = None
         if collection is not None:
             stats = store.stats(collection.id)
+            counts = (state.counts()[0], stats.indexed)
             summary = CollectionStatus(
                 name=collection.name,
                 model=collection.model_id,
                 dim=collection.dim,
                 precision=collection.precision,
                 indexed=stats.indexed,
+                searchable=counts[0],
                 failed=stats.failed,
                 vectors=len(vectors := state.library.vectors(collection)),
                 index=VectorIndexStatus(**vectors.describe()),
@@ -355,6 +388,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             jobs=[job_info(job) for job in state.jobs.all()],
             rerankers=list(state.rerankers),
             watcher=watcher_status(),
+            served=state.served(counts),
         )
 
     def watcher_status() -> WatcherStatus | None:
@@ -368,7 +402,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 for r in watched.roots
             ],
             pending=watched.pending,
-            last_error=watched.last_error,
+            last_error=None if watched.last_error is None else state.roots.redact(watched.last_error),
             last_error_at=watched.last_error_at,
             last_change_at=watched.last_change_at,
             totals=watched.totals,
@@ -385,8 +419,32 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     if WEB_DIR.is_dir():
-        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+        _install_web_page(app)
     return app
+
+
+def _install_web_page(app: FastAPI) -> None:
+    """The search page at / and its files under /static/. Not a StaticFiles mount at /: a mount
+    there matched every path, so a method an API route lacks (OPTIONS /search) answered the mount's
+    405 with ``Allow: GET, HEAD`` instead of the route's own."""
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="web")
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    def web_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+
+def _depth(offset: int, k: int, limit: int = SEARCH_MAX_K) -> int:
+    """Results to fetch for the page at ``offset``: at most what the searcher returns, so the last
+    pages the schema allows (offset 10000, k 200) are short or empty, not a 400."""
+    return min(offset + k, limit)
+
+
+def _upload_filters(text: str | None) -> Filters:
+    """The upload's ``filters`` part: Filters as JSON, or none when absent, empty or ``null``."""
+    if not text or text.strip() == "null":
+        return Filters()
+    return Filters.model_validate_json(text)
 
 
 class _Observe:
@@ -419,8 +477,9 @@ class _Observe:
             self.metrics.observe(getattr(route, "path", "static"), scope["method"], status, started)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    """Errors a client can act on become 4xx with a one-line reason, never a 500."""
+def _install_error_handlers(app: FastAPI, redact: Callable[[str], str]) -> None:
+    """Errors a client can act on become 4xx with a one-line reason, never a 500. Reasons the
+    server wrote go through ``redact`` (no server paths); refused paths are the client's own text."""
 
     def problem(status: int, detail: str) -> JSONResponse:
         # Client text echoed in a reason may hold lone surrogates, which UTF-8 cannot encode.
@@ -443,6 +502,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         DatabaseError: 503,
     }
     for error_type, status in handlers.items():
-        app.add_exception_handler(error_type, lambda _r, e, status=status: problem(status, str(e)))
+        app.add_exception_handler(
+            error_type,
+            lambda _r, e, status=status: problem(
+                status, str(e) if isinstance(e, PathRefusedError) else redact(str(e))
+            ),
+        )
+
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        """Handlers' own HTTPExceptions (e.g. an OSError's text in a 422), redacted likewise."""
+        if isinstance(error.detail, str):
+            error.detail = redact(error.detail)
+        return await http_exception_handler(request, error)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(ValidationError, invalid)

@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pixseek.indexer.pipeline import IndexReport
 
@@ -75,7 +75,7 @@ class JobManager:
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
-            job.state, job.started_at = "running", datetime.now(timezone.utc)
+            job.state, job.started_at = "running", datetime.now(UTC)
 
             def progress(done: int, total: int, job: Job = job) -> None:
                 job.done, job.total = done, total
@@ -88,6 +88,6 @@ class JobManager:
                 log.exception("indexing job %s failed", job.id)
                 job.state, job.error = "failed", str(error) or type(error).__name__
             finally:
-                job.finished_at = datetime.now(timezone.utc)
+                job.finished_at = datetime.now(UTC)
                 job.finished.set()
                 self._on_finished()

@@ -3,12 +3,79 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 MAX_K = 200
 MAX_OFFSET = 10_000
+MAX_FOLDERS = 100
+MAX_FOLDER_LENGTH = 4096  # PATH_MAX on Linux
+
+# EXIF stores the camera's local time and no timezone (OffsetTimeOriginal is rare): what the API
+# returns is that wall-clock time, ISO 8601 without an offset, which JSON Schema's date-time
+# (RFC 3339: the offset is required) would misdescribe.
+CAMERA_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+CameraTime = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": CAMERA_TIME_PATTERN,
+            "description": "When the photo was taken, from EXIF: the camera's local time, ISO 8601 "
+            "without a timezone (EXIF records none), e.g. 2021-06-01T18:30:00",
+        }
+    ),
+]
+
+
+def _json_number(value: object) -> object:
+    """In a JSON body a number is a JSON number: pydantic's lax mode also took "5" and true,
+    which the schema (and schemathesis' negative_data_rejection) call invalid."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def _json_text(value: object) -> object:
+    """A date-time is a string (or null): lax mode read a number as a Unix time."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be a date-time string, e.g. 2021-06-01T00:00:00")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+# Bounds go inside Annotated, before the validator: as Field(ge=...) of an optional field they
+# reached the JSON schema as "ge"/"le", which no validator or generator reads.
+Pixels = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_number)]
+RerankK = Annotated[int, Field(ge=1, le=512), BeforeValidator(_json_number)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_json_number)]
+
+
+def _wall_clock(value: datetime | None) -> datetime | None:
+    """Filters compare with camera-local times, so an offset the client gave is dropped, never
+    converted: with it, the result depended on the backend (PostgreSQL cast the column to the
+    session's timezone, SQLite ignored the offset)."""
+    return None if value is None else value.replace(tzinfo=None)
+
+
+TakenFilter = Annotated[
+    datetime | None,
+    BeforeValidator(_json_text),
+    AfterValidator(_wall_clock),
+    Field(
+        description="Compared with the camera-local time the photo was taken at (EXIF): a timezone "
+        "offset, if given, is ignored; a time without one is also accepted"
+    ),
+]
 
 
 class Filters(BaseModel):
@@ -17,13 +84,16 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    folders: list[str] = Field(
-        default=[], description="Folders relative to a library root, e.g. '2021/summer'"
+    folders: list[Annotated[str, Field(max_length=MAX_FOLDER_LENGTH)]] = Field(
+        default=[],
+        max_length=MAX_FOLDERS,
+        description="Folders as ROOT_NAME/relative/path, e.g. 'Pictures/2021/summer': images under any "
+        "of them",
     )
-    taken_after: datetime | None = None
-    taken_before: datetime | None = None
-    min_width: int | None = Field(default=None, ge=1, le=1_000_000)
-    min_height: int | None = Field(default=None, ge=1, le=1_000_000)
+    taken_after: TakenFilter = None
+    taken_before: TakenFilter = None
+    min_width: Pixels | None = None
+    min_height: Pixels | None = None
     formats: list[Literal["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF"]] = []
 
 
@@ -31,19 +101,19 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=1000, description="Text in any language the model knows")
-    k: int = Field(default=24, ge=1, le=MAX_K, description="Results per page")
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
+    k: JsonInt = Field(default=24, ge=1, le=MAX_K, description="Results per page")
+    offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
     filters: Filters = Filters()
     rerank: Literal["none", "bridgetower", "blip2", "both"] | None = Field(
         default=None,
         description="Re-rank the first-stage candidates with ITM heads; default: the server's --rerank. "
         "Only re-rankers the server loaded (GET /status: rerankers) can be asked for",
     )
-    rerank_k: int | None = Field(
-        default=None, ge=1, le=512, description="Candidates to re-rank (default 50 on CPU, 128 on CUDA)"
+    rerank_k: RerankK | None = Field(
+        default=None, description="Candidates to re-rank (default 50 on CPU, 128 on CUDA)"
     )
-    min_score: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Drop results whose fused ITM probability is lower"
+    min_score: Probability | None = Field(
+        default=None, description="Drop results whose fused ITM probability is lower"
     )
 
     @field_validator("query")
@@ -62,7 +132,7 @@ class ImageInfo(BaseModel):
     width: int | None
     height: int | None
     size_bytes: int
-    taken_at: datetime | None
+    taken_at: CameraTime | None
     camera: str | None
     gps_lat: float | None
     gps_lon: float | None
@@ -134,7 +204,13 @@ class CollectionStatus(BaseModel):
     model: str
     dim: int
     precision: str
-    indexed: int
+    indexed: int = Field(
+        description="Images indexed in the whole collection, including any indexed (e.g. by the CLI) "
+        "from folders this server does not serve"
+    )
+    searchable: int = Field(
+        description="Indexed images under the served library roots: what a search can return"
+    )
     failed: int
     vectors: int
     index: VectorIndexStatus
@@ -164,6 +240,7 @@ class StatusResponse(BaseModel):
     jobs: list[JobInfo]
     rerankers: list[str] = Field(description="Re-rankers this server loaded (pixseek serve --rerank)")
     watcher: WatcherStatus | None = Field(description="Folder watch state (pixseek serve --watch), or null")
+    served: str = Field(description="What this server serves and why, in one sentence")
 
 
 class Problem(BaseModel):

@@ -19,6 +19,7 @@ from pixseek.errors import PixseekError
 from pixseek.indexer.pipeline import IndexReport
 from pixseek.indexer.watch import Watcher, WatchOptions
 from pixseek.library import Library
+from pixseek.media.files import FileOpener
 from pixseek.search.batching import TextQueryBatcher, VectorSearchBatcher
 from pixseek.search.rerank.scorer import CachedScorer
 from pixseek.search.searcher import Searcher
@@ -30,7 +31,11 @@ class AppState:
         self.settings = settings
         self.roots = LibraryRoots(settings.library_roots)
         self.library = Library(settings, background_maintenance=True)
-        self.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails")
+        # Every file the server reads or serves is opened through this: beneath a root, no symlink
+        # followed on the way, checked on the open descriptor (a path checked, then opened again by
+        # name, can be swapped for a link out of the root in between).
+        self.files = FileOpener(tuple(self.roots.paths), settings.max_file_bytes)
+        self.thumbnails = ThumbnailCache(settings.data_dir / "thumbnails", self.files)
         self._lock = threading.RLock()
         self._encoder: DualEncoder | None = None
         self._text_batcher: TextQueryBatcher | None = None
@@ -40,13 +45,13 @@ class AppState:
         # bookkeeping is per process.
         self.rerank_lock = threading.Lock()
         self._searcher: Searcher | None = None
-        self._outside_roots: tuple[int, bool] | None = None  # (generation, any image outside roots)
+        self._counts: tuple[int, int, int] | None = None  # (generation, under the roots, in the collection)
         self.jobs = JobManager(self._run_index, on_finished=self._forget_searcher)
         self.watcher: Watcher | None = None
         self._watch_thread: threading.Thread | None = None
 
     def close(self) -> None:
-        if self.watcher is not None:
+        if self.watcher is not None and self._watch_thread is not None:
             self.watcher.stop()
             self._watch_thread.join(timeout=30)
         self.jobs.close()
@@ -72,7 +77,7 @@ class AppState:
         with self._lock:
             for kind in kinds:
                 if kind not in self._scorers:
-                    self._scorers[kind] = self.library.scorer(kind)
+                    self._scorers[kind] = self.library.scorer(kind, self.files)
             return [self._scorers[kind] for kind in kinds]
 
     def warm_up(self) -> None:
@@ -85,7 +90,7 @@ class AppState:
         if self.settings.watch and self.roots:
             options = WatchOptions(follow_symlinks=False, force_polling=self.settings.watch_poll)
             self.watcher = Watcher(
-                self.library.indexer(self.encoder()),
+                self.library.indexer(self.encoder(), self.files),
                 [Path(root) for root in self.roots.paths],
                 options,
                 data_dir=self.settings.data_dir,
@@ -143,13 +148,11 @@ class AppState:
             total = IndexReport()
             for ticket in tickets:
                 ticket.done.wait()
-                if ticket.error is not None:
-                    raise PixseekError(ticket.error)
-                for name in ("scanned", "unchanged", "embedded", "moved", "copied", "removed"):
-                    setattr(total, name, getattr(total, name) + getattr(ticket.report, name))
-                total.failed.extend(ticket.report.failed)
+                if ticket.error is not None or ticket.report is None:
+                    raise PixseekError(ticket.error or "the watcher stopped before this rescan ran")
+                total.merge(ticket.report)
             return total
-        indexer = self.library.indexer(self.encoder())
+        indexer = self.library.indexer(self.encoder(), self.files)
         return indexer.run([Path(p) for p in paths], follow_symlinks=False, progress=progress)
 
     def scope(self, folders: list[str]) -> tuple[str, ...]:
@@ -157,10 +160,30 @@ class AppState:
         when the collection also holds images indexed elsewhere (e.g. by the CLI)."""
         if folders:
             return tuple(self.roots.resolve(folder) for folder in folders)
+        searchable, indexed = self.counts()
+        return tuple(self.roots.paths) if searchable != indexed else ()
+
+    def counts(self) -> tuple[int, int]:
+        """(indexed images under the served roots, indexed images in the collection). Counted again
+        only when the index changes: every open web page asks /status every few seconds."""
         searcher = self.searcher()
-        generation = searcher.vectors.generation
-        if self._outside_roots is None or self._outside_roots[0] != generation:
+        generation = self.library.vectors(searcher.collection).generation
+        if self._counts is None or self._counts[0] != generation:
             store, collection_id = self.library.store, searcher.collection.id
-            inside = len(store.filtered_ids(collection_id, SearchFilters(folders=tuple(self.roots.paths))))
-            self._outside_roots = (generation, inside != store.stats(collection_id).indexed)
-        return tuple(self.roots.paths) if self._outside_roots[1] else ()
+            under_roots = SearchFilters(folders=tuple(self.roots.paths))
+            inside = len(store.filtered_ids(collection_id, under_roots)) if self.roots else 0
+            self._counts = (generation, inside, store.stats(collection_id).indexed)
+        return self._counts[1], self._counts[2]
+
+    def served(self, counts: tuple[int, int] | None) -> str:
+        """One sentence for /status: what a search here can return, and why not more."""
+        if not self.roots:
+            return "nothing is served: no library roots are configured (pixseek serve --root PATH)"
+        where = f"images under the library roots {', '.join(self.roots.by_name)}"
+        if counts is None:
+            return f"{where}; nothing is indexed yet (POST /index)"
+        searchable, indexed = counts
+        note = f"{where}: {searchable} of the collection's {indexed} indexed images"
+        if indexed > searchable:
+            note += f"; the other {indexed - searchable} were indexed from folders this server does not serve"
+        return note

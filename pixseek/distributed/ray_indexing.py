@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import pickle
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +31,10 @@ import numpy as np
 
 from pixseek.distributed import connect
 from pixseek.errors import PixseekError
-from pixseek.indexer.decode import DEFAULT_MAX_PIXELS
 from pixseek.indexer.pipeline import Indexer, PreparedFile, prepare_file
 from pixseek.indexer.walker import FileEntry
+from pixseek.media.decode import DEFAULT_MAX_PIXELS
+from pixseek.media.files import DEFAULT_MAX_FILE_BYTES, FileOpener
 
 if TYPE_CHECKING:
     from pixseek.embedding import DualEncoder, Encoder
@@ -82,6 +83,7 @@ class WorkerSpec:
     collection_id: int
     fingerprint: str
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     decode_threads: int = 2
     torch_threads: int = 0  # 0: leave torch's default (Ray sets OMP_NUM_THREADS from num_cpus)
 
@@ -118,10 +120,11 @@ class EmbedWorker:
         self.store = Store(create_store_engine(spec.database_url))
         self.spec = spec
         self.pool = ThreadPoolExecutor(max(1, spec.decode_threads), thread_name_prefix="pixseek-decode")
+        self.opener = FileOpener(max_bytes=spec.max_file_bytes)
 
     def _prepare(self, entry: FileEntry) -> PreparedFile:
         spec = self.spec
-        return prepare_file(entry, self.store, spec.collection_id, self.encoder, spec.max_pixels)
+        return prepare_file(entry, self.store, spec.collection_id, self.encoder, spec.max_pixels, self.opener)
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         entries = [
@@ -131,7 +134,8 @@ class EmbedWorker:
         prepared = list(self.pool.map(self._prepare, entries))
         ready = [i for i, item in enumerate(prepared) if item.pixels is not None]
         if ready:
-            vectors = self.encoder.embed_pixels(np.stack([prepared[i].pixels for i in ready]))
+            pixels = [item.pixels for item in prepared if item.pixels is not None]
+            vectors = self.encoder.embed_pixels(np.stack(pixels))
             for i, vector in zip(ready, vectors, strict=True):
                 prepared[i] = dataclasses.replace(prepared[i], pixels=None, vector=np.array(vector))
         blobs = np.empty(len(prepared), dtype=object)
@@ -198,7 +202,7 @@ class RayIndexer(Indexer):
             yield stream
 
 
-def _results(dataset: Any) -> Iterator[PreparedFile]:
+def _results(dataset: Any) -> Generator[PreparedFile, None, None]:
     """The actors' verdicts, one file at a time; closing this generator shuts the execution down, so
     an interrupted run releases its actors (and their CPUs/GPUs) before the next one asks for them."""
     batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2))
@@ -246,12 +250,13 @@ def ray_indexer(
     if database_url.startswith("sqlite") and address and len(ray.nodes()) > 1:
         log.warning("SQLite is only safe on one node: every Ray node must reach the same database file")
     spec = WorkerSpec(
-        model=settings.model,
+        model=encoder.model_id,  # the resolved checkpoint: what the collection's fingerprint belongs to
         device=settings.device,
         precision=settings.precision,
         database_url=database_url,
         collection_id=collection.id,
         fingerprint=collection.model_fingerprint,
+        max_file_bytes=settings.max_file_bytes,
         decode_threads=settings.decode_workers,
         torch_threads=0 if plan.num_gpus else int(plan.num_cpus),
     )

@@ -2,12 +2,21 @@
 
 The towers and the re-rankers load different model classes but fail the same ways (no such
 directory, no hub offline, wrong kind of model); sharing this keeps their messages alike.
+
+A hub id is looked up in the local cache first and the hub is asked only for what is not cached,
+after a quick check that it can be reached: without that, a machine without network spends ~30 s
+in huggingface_hub's retries (each one a warning) before the same "cannot connect" error.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+import socket
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +32,84 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
+# A hub id: NAME (legacy) or ORG/NAME, letters, digits, '-', '_', '.', not starting with '.' or '-'.
+_HUB_ID = re.compile(r"^[A-Za-z0-9_][\w.-]*(/[A-Za-z0-9_][\w.-]*)?$")
+HUB_CHECK_SECONDS = 2.5
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only be meant as a folder: absolute, ``./``, ``../``, ``~``, a
+    backslash, more than one '/', or anything else a hub id cannot be. ``org/name`` stays a hub id
+    (an existing folder of that name is found before this is asked)."""
+    return name.startswith(("/", ".", "~")) or not _HUB_ID.match(name)
+
+
 def resolve_source(name: str, presets: Mapping[str, str]) -> str:
-    """A preset's hub id, an existing local directory as an absolute path, or ``name`` as a hub id."""
+    """A preset's hub id, an existing local directory as an absolute path, or ``name`` as a hub id;
+    a path that does not exist is a ModelLoadError (the hub would say "Repo id must be...")."""
     source = presets.get(name, name)
     local = Path(source).expanduser()
-    return str(local.resolve()) if local.exists() else source
+    if local.exists():  # an existing folder wins, even when it reads like ORG/NAME
+        return str(local.resolve())
+    if looks_like_path(source):
+        raise ModelLoadError(f"no model folder at {os.path.abspath(local)}")
+    return source
+
+
+def _connects(host: str, port: int, seconds: float) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``seconds``, name lookup included (run in
+    a thread: getaddrinfo has no timeout of its own)."""
+    opened: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=seconds):
+                opened.append(True)
+        except OSError:
+            opened.append(False)
+
+    thread = threading.Thread(target=connect, name="pixseek-hub-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return bool(opened and opened[0])
+
+
+def hub_reachable(endpoint: str, seconds: float = HUB_CHECK_SECONDS) -> bool:
+    """Whether the hub at ``endpoint`` (or the HTTP proxy the environment routes it through)
+    accepts a connection: a cheap stand-in for the first request, which would be retried for ~30 s."""
+    parts = urllib.parse.urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme) or urllib.request.getproxies().get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxied = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxied.hostname or "", proxied.port or 80
+    return _connects(host, port, seconds)
+
+
+def _require_hub(name: str, source: str, hint: str) -> None:
+    """Fail in one line, at once, when the hub cannot serve ``source`` (switched off or unreachable)."""
+    from huggingface_hub import constants
+
+    # "a folder here": ORG/NAME may have been meant as a relative folder, which does not exist
+    model = repr(name) if name == source else f"{name!r} ({source})"
+    missing = f"model {model} is neither a folder here nor in the local cache"
+    if constants.is_offline_mode():
+        raise ModelLoadError(f"{missing}, and the model hub is offline (HF_HUB_OFFLINE is set); {hint}")
+    if not hub_reachable(constants.ENDPOINT):
+        raise ModelLoadError(f"{missing}, and the model hub {constants.ENDPOINT} is unreachable; {hint}")
+
+
+def _from_pretrained(load: Callable[..., Any], name: str, source: str, hint: str) -> Any:
+    """``load(source)``: a local folder as it is; a hub id from the local cache if it is there
+    (no request at all), else from the hub once :func:`_require_hub` found it reachable."""
+    if os.path.isabs(source):  # resolve_source made every existing folder absolute
+        return load(source)
+    try:
+        return load(source, local_files_only=True)
+    except OSError:  # not (completely) cached
+        _require_hub(name, source, hint)
+    return load(source)
 
 
 def load_config(name: str, source: str, hint: str) -> Any:
@@ -35,12 +117,9 @@ def load_config(name: str, source: str, hint: str) -> Any:
     import transformers
 
     try:
-        return transformers.AutoConfig.from_pretrained(source)
+        return _from_pretrained(transformers.AutoConfig.from_pretrained, name, source, hint)
     except (OSError, ValueError, KeyError) as error:
-        offline = ""
-        if not Path(source).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-            offline = " (offline: no model hub reachable)"
-        raise ModelLoadError(f"cannot load model {name!r}{offline}: {first_line(error)}; {hint}") from None
+        raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
 
 
 def load_model_and_processor(
@@ -51,8 +130,8 @@ def load_model_and_processor(
     import transformers
 
     try:
-        model = getattr(transformers, model_class).from_pretrained(source)
-        processor = getattr(transformers, processor_class).from_pretrained(source)
+        classes = getattr(transformers, model_class), getattr(transformers, processor_class)
+        model, processor = (_from_pretrained(cls.from_pretrained, name, source, hint) for cls in classes)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
     return model, processor

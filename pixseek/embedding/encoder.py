@@ -25,6 +25,7 @@ from pixseek.embedding.checkpoint import (
 )
 from pixseek.embedding.presets import ENCODER_PRESETS
 from pixseek.embedding.runtime import precision_context, resolve_device, resolve_precision
+from pixseek.media.preprocess import preprocess_image
 
 __all__ = ["DualEncoder", "Encoder", "ModelLoadError", "load_encoder"]
 
@@ -96,9 +97,9 @@ class DualEncoder:
         self.max_text_tokens = min(limit, int(getattr(processor.tokenizer, "model_max_length", limit)))
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
-        """Resize/crop/normalise one image; thread-safe, so decode workers run it ahead of the model."""
-        pixel_values = self.processor.image_processor(images=[image], return_tensors="np")["pixel_values"]
-        return np.asarray(pixel_values[0], dtype=np.float32)
+        """Resize/crop/normalise one image; thread-safe, so decode workers run it ahead of the model.
+        Memory is bounded for any aspect ratio (:mod:`pixseek.media.preprocess`)."""
+        return preprocess_image(self.processor.image_processor, image)
 
     def embed_pixels(self, pixel_values: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(pixel_values, dtype=np.float32)).to(self.device)

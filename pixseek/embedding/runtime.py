@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from pixseek.vocabulary import Precision, choices
+
+_DTYPES = {Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -39,22 +40,27 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """The precision ``auto`` means on ``device``; another choice as it is."""
+    if precision not in set(Precision):
+        raise ValueError(f"unknown precision {precision!r}; choose {choices(Precision)}")
+    if precision != Precision.AUTO:
+        return Precision(precision)
     if device.type == "cuda":
-        return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+        return Precision.FP16
+    return Precision.BF16 if cpu_has_native_bf16() else Precision.FP32
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast rather than casting weights: matmuls run in low precision, norms and softmax stay
+    fp32. Training uses it as it is (gradients on); inference through :func:`precision_context`."""
+    if precision == Precision.FP32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[Precision(precision)])
 
 
 @contextlib.contextmanager
 def precision_context(precision: str, device: torch.device) -> Iterator[None]:
-    """Autocast rather than casting weights: matmuls run in low precision, norms and softmax stay fp32."""
-    with torch.inference_mode():
-        if precision == "fp32":
-            yield
-        else:
-            with torch.autocast(device_type=device.type, dtype=_DTYPES[precision]):
-                yield
+    """Inference: no autograd bookkeeping, and :func:`autocast`."""
+    with torch.inference_mode(), autocast(precision, device):
+        yield

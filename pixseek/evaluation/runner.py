@@ -18,7 +18,7 @@ from pixseek.evaluation.metrics import (
     summarize,
     text_to_image,
 )
-from pixseek.indexer.decode import decode_image
+from pixseek.media.decode import decode_image
 from pixseek.search.rerank.scorer import CachedScorer, ImageRef
 
 Progress = Callable[[str, int, int], None]

@@ -12,11 +12,12 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixseek.indexer.decode import sniff_format
+from pixseek.errors import PixseekError
+from pixseek.media.decode import sniff_format
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,10 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
 )
 SNIFF_BYTES = 32
+
+
+# Told about each folder or file the walk could not read: (path, reason). The walk goes on.
+UnreadableCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,15 @@ def walk_images(
     exclude: Sequence[str] = (),
     include_hidden: bool = False,
     follow_symlinks: bool = True,
+    skip: Collection[str] = (),
+    on_unreadable: UnreadableCallback | None = None,
 ) -> Iterator[FileEntry]:
     """Yield image files under ``roots`` (files or folders) in a stable, sorted order.
+
+    ``skip``: absolute paths (files or folders) passed over exactly, whatever the patterns: what
+    ``pixseek rm`` keeps out of a collection. ``on_unreadable`` hears of every folder that cannot
+    be listed (permissions, I/O errors), so that a run can report it instead of silently missing
+    its images.
 
     ``follow_symlinks=False`` skips every symlink below a root: a server confined to its library
     roots must not be led outside them by a link.
@@ -59,7 +71,19 @@ def walk_images(
             checked.append((absolute, absolute.stat()))
         except FileNotFoundError:
             raise FileNotFoundError(errno.ENOENT, f"image root does not exist: {root}", str(root)) from None
-    return _walk(checked, _compile(include), _compile(exclude), include_hidden, follow_symlinks)
+    return _walk(
+        checked,
+        _compile(include),
+        _compile(exclude),
+        include_hidden,
+        follow_symlinks,
+        frozenset(skip),
+        on_unreadable or _log_unreadable,
+    )
+
+
+def _log_unreadable(path: str, reason: str) -> None:
+    log.debug("skipping unreadable %s: %s", path, reason)
 
 
 def _compile(patterns: Sequence[str]) -> re.Pattern[str] | None:
@@ -81,6 +105,8 @@ def _walk(
     exclude: re.Pattern[str] | None,
     include_hidden: bool,
     follow_symlinks: bool,
+    skip: frozenset[str],
+    on_unreadable: UnreadableCallback,
 ) -> Iterator[FileEntry]:
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
@@ -102,9 +128,9 @@ def _walk(
 
     for root, root_st in roots:
         if stat.S_ISREG(root_st.st_mode):
-            entry = wanted_file(str(root), root.name, root.name, root_st)
-            if entry is not None:
-                yield entry
+            single = wanted_file(str(root), root.name, root.name, root_st)
+            if single is not None:
+                yield single
             continue
         if not stat.S_ISDIR(root_st.st_mode):
             log.warning("skipping root %s: neither a regular file nor a folder", root)
@@ -112,7 +138,7 @@ def _walk(
         seen_dirs.add((root_st.st_dev, root_st.st_ino))
         # Depth-first over an explicit stack of sorted listings: deep trees cannot hit the
         # recursion limit, and the order equals sorting paths by their components.
-        stack = [(iter(_sorted_entries(str(root))), "")]
+        stack = [(iter(_sorted_entries(str(root), on_unreadable)), "")]
         while stack:
             entries, prefix = stack[-1]
             entry = next(entries, None)
@@ -124,6 +150,9 @@ def _walk(
                 continue
             if not follow_symlinks and entry.is_symlink():
                 log.debug("skipping symlink %s", entry.path)
+                continue
+            if entry.path in skip:
+                log.debug("skipping %s: removed from the collection (pixseek rm)", entry.path)
                 continue
             rel = prefix + name
             try:
@@ -140,7 +169,7 @@ def _walk(
                     log.debug("skipping %s: excluded", entry.path)
                 else:
                     seen_dirs.add(key)
-                    stack.append((iter(_sorted_entries(entry.path)), rel + "/"))
+                    stack.append((iter(_sorted_entries(entry.path, on_unreadable)), rel + "/"))
             elif stat.S_ISREG(st.st_mode):
                 found = wanted_file(entry.path, rel, name, st)
                 if found is not None:
@@ -149,12 +178,12 @@ def _walk(
                 log.debug("skipping %s: not a regular file", entry.path)
 
 
-def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
+def _sorted_entries(path: str, on_unreadable: UnreadableCallback) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
             return sorted(it, key=lambda entry: entry.name)
     except OSError as exc:
-        log.debug("skipping unreadable folder %s: %s", path, exc)
+        on_unreadable(path, f"unreadable folder: {exc.strerror or exc}")
         return []
 
 
@@ -177,6 +206,22 @@ def _is_candidate(path: str, name: str, st: os.stat_result) -> bool:
         log.debug("skipping unreadable file %s: %s", path, exc)
         return False
     return sniff_format(head) is not None
+
+
+def is_under(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies below it (not a sibling sharing a name prefix)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def refuse_excluded(roots: Sequence[Path | str], excluded: Sequence[str], collection: str) -> None:
+    """Indexing a path that ``pixseek rm`` keeps out asks for two opposite things: say how to choose."""
+    for root in (os.path.abspath(root) for root in roots):
+        inside = next((path for path in excluded if is_under(root, path)), None)
+        if inside is not None:
+            raise PixseekError(
+                f"{root} was removed from collection {collection!r} with `pixseek rm` and is kept out; "
+                f"to index it again, first run: pixseek rm --undo {inside}"
+            )
 
 
 class PathRules:

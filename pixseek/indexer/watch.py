@@ -18,14 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pixseek.errors import PixseekError
 from pixseek.indexer.pipeline import Indexer, IndexReport, ProgressCallback
-from pixseek.indexer.walker import FileEntry, PathRules, walk_images
+from pixseek.indexer.walker import FileEntry, PathRules, is_under, walk_images
 from pixseek.indexer.watch_observers import EventSink, Observers, RootState
 from pixseek.indexer.watch_queue import Change, ChangeQueue
+from pixseek.store.database import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ TEMP_FILE_PATTERNS = (
     "*.part", "*.partial", "*.crdownload", "*.download", "*.opdownload", "*.filepart",
     "*.tmp", "*.temp", "*.swp", "*.swx", "~$*", "*~",
 )  # fmt: skip
-MAX_RETRY_DELAY = 300.0
+# A failed batch waits at most this long before its next try, whatever failed: a user who frees disk
+# space expects the watcher to notice within seconds. A lost database is noticed sooner by probing it.
+MAX_RETRY_DELAY = 30.0
 
 ReportCallback = Callable[[str, IndexReport], None]
 
@@ -52,7 +55,8 @@ class WatchOptions:
     batch_wait: float = 3.0  # longest a settled file waits for a full batch while others arrive
     force_polling: bool = False
     poll_interval: float = 2.0
-    retry_delay: float = 5.0  # first wait after a failed batch; doubles up to MAX_RETRY_DELAY
+    retry_delay: float = 2.0  # first wait after a failed batch; doubles up to MAX_RETRY_DELAY
+    probe_interval: float = 1.0  # while the database does not answer: how often to ask it (SELECT 1)
     save_interval: float = 5.0  # least time between two saves of the vector index
 
 
@@ -77,10 +81,13 @@ class WatcherState:
     last_error_at: datetime | None
     last_change_at: datetime | None  # when an update last changed the store
     totals: dict[str, int] = field(default_factory=dict)  # embedded, moved, copied, removed, failed
+    # "ok", or "unreachable" after a database error: probed every probe_interval, and everything
+    # pending is retried as soon as it answers again.
+    database: str = "ok"
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def check_roots(roots: Sequence[Path]) -> None:
@@ -92,15 +99,11 @@ def check_roots(roots: Sequence[Path]) -> None:
             raise NotADirectoryError(f"not a folder (watch the folder that holds it): {root}")
 
 
-def _is_under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _outermost(paths: Iterable[str]) -> list[str]:
     """``paths`` without those inside another one: listing or watching the outer one covers them."""
     kept: list[str] = []
     for path in sorted(set(paths), key=lambda p: p.count(os.sep)):
-        if not any(_is_under(path, outer) for outer in kept):
+        if not any(is_under(path, outer) for outer in kept):
             kept.append(path)
     return kept
 
@@ -121,22 +124,28 @@ class Watcher:
         data_dir: Path | None = None,
         progress: ProgressCallback | None = None,
         on_report: ReportCallback | None = None,
+        on_watching: Callable[[WatcherState], None] | None = None,
     ):
         check_roots(roots)
+        indexer.check_roots(roots)
         self.indexer = indexer
         self.roots = [Path(root) for root in _outermost(os.path.abspath(root) for root in roots)]
         self.options = options
         self.progress = progress
         self.on_report = on_report
+        self.on_watching = on_watching  # told once, when the reconcile is over and events are followed
         self._rules = PathRules(
             options.include, (*options.exclude, *TEMP_FILE_PATTERNS), options.include_hidden
         )
+        # What `pixseek rm` keeps out: read again at every rescan, so that a removal made while the
+        # watcher runs holds from its next reconcile on (the indexer checks it for each batch too).
+        self._excluded: list[str] = indexer.excluded()
         # The data directory (database, indexes, thumbnails) must not index itself when it lies
         # inside a root, nor wake the watcher each time a batch is saved.
         private = os.path.realpath(data_dir) if data_dir is not None else None
         self._private: dict[Path, str | None] = {
             root: os.path.join(root, os.path.relpath(private, os.path.realpath(root)))
-            if private and _is_under(private, os.path.realpath(root))
+            if private and is_under(private, os.path.realpath(root))
             else None
             for root in self.roots
         }
@@ -155,6 +164,8 @@ class Watcher:
         self._phase = "starting"
         self._failures = 0
         self._last_error: tuple[str, datetime] | None = None
+        self._database = "ok"
+        self._next_probe = 0.0  # while the database is unreachable: when to ask it again
         self._last_change_at: datetime | None = None
         self._totals = dict.fromkeys(("embedded", "moved", "copied", "removed", "failed"), 0)
         self._saved_generation: int | None = None  # of the vector index file, when known
@@ -176,6 +187,7 @@ class Watcher:
                 last_error_at=error_at,
                 last_change_at=self._last_change_at,
                 totals=dict(self._totals),
+                database=self._database,
             )
 
     def rescan(self, path: Path | str) -> RescanTicket:
@@ -183,7 +195,7 @@ class Watcher:
         changed files are indexed again, earlier failures retried, images whose files are gone
         removed. For changes no event reported (a restored backup, an API request)."""
         absolute = os.path.abspath(path)
-        root = next((root for root in self.roots if _is_under(absolute, str(root))), None)
+        root = next((root for root in self.roots if is_under(absolute, str(root))), None)
         if root is None:
             watched = ", ".join(str(root) for root in self.roots)
             raise PixseekError(f"{path} is not inside a watched folder ({watched})")
@@ -214,6 +226,8 @@ class Watcher:
                 self._rescan_now(root, root)
             self._set_phase("watching")
             log.info("watching %s", ", ".join(str(root) for root in self.roots))
+            if self.on_watching and not self._stopping.is_set():
+                self.on_watching(self.state())
             while not self._stopping.is_set():
                 if not self._step():
                     self.queue.wait(self._tick)
@@ -228,6 +242,8 @@ class Watcher:
     def _step(self) -> bool:
         """One round: due rescans, new folders listed, one settled batch applied. Returns whether
         there was work (then the loop goes on at once instead of sleeping a tick)."""
+        if self._database == "unreachable" and time.monotonic() >= self._next_probe:
+            self._probe_database()
         worked = self._run_due_rescans()
         folders = self.queue.take_new_folders()
         outer = set(_outermost(folder.path for folder in folders))  # events come for each subfolder
@@ -288,11 +304,13 @@ class Watcher:
 
     def _rescan_now(self, path: str | Path, root: Path) -> None:
         try:
+            self._excluded = self.indexer.excluded()
             if str(path) == str(root):
                 # The whole root: the indexer's own walk, which prunes excluded folders as it goes.
                 exclude = (*self.options.exclude, *TEMP_FILE_PATTERNS)
-                if self._private[root]:
-                    rel = os.path.relpath(self._private[root], root).replace(os.sep, "/")
+                private = self._private[root]
+                if private:
+                    rel = os.path.relpath(private, root).replace(os.sep, "/")
                     exclude = (*exclude, f"/{glob.escape(rel)}/")  # anchored: that folder only
                 report = self.indexer.run(
                     [root],
@@ -325,7 +343,9 @@ class Watcher:
     def _accepts(self, root: Path, path: str, is_dir: bool) -> bool:
         """Whether a walk of ``root`` would index ``path`` (or, for a folder, look inside it)."""
         private = self._private[root]
-        if private and _is_under(path, private):
+        if private and is_under(path, private):
+            return False
+        if any(is_under(path, excluded) for excluded in self._excluded):
             return False
         rel = os.path.relpath(path, root).replace(os.sep, "/")
         if rel.startswith("../") or self._rules.skips(rel, is_dir=is_dir):
@@ -367,13 +387,40 @@ class Watcher:
             for words in ("disk is full", "no space left")  # SQLite, PostgreSQL
         )
         hint = " (disk full?)" if full else ""
+        lost = isinstance(error, DatabaseUnavailable)
+        if isinstance(error, DatabaseUnavailable):  # it retries by itself: no "run the same command"
+            cause = f"the database {error.url} is unavailable: {error.reason}"
+        else:
+            cause = f"{type(error).__name__}: {error}"
         with self._lock:
             self._failures += 1
             delay = min(self.options.retry_delay * 2 ** (self._failures - 1), MAX_RETRY_DELAY)
             retry(delay)
-            message = f"{doing} failed{hint}: {type(error).__name__}: {error}"
+            message = f"{doing} failed{hint}: {cause}"
             self._last_error = (message, _now())
-        log.error("%s; retrying in %.0fs", message, delay, exc_info=not full)
+        log.error("%s; retrying in %.0fs", message, delay, exc_info=not (full or lost))
+        if lost:
+            self._probe_database()
+
+    def _probe_database(self) -> None:
+        """Ask the database whether it answers. Once it does after it did not, every change and
+        rescan held back by the failure is due at once: recovery follows the database within about
+        a probe interval, not after a back-off that grew while it was down. A database that answers
+        right after an error (a full disk, a dropped connection) leaves the back-off as it is."""
+        answers = self.indexer.store.ping()
+        with self._lock:
+            back = answers and self._database == "unreachable"
+            gone = not answers and self._database == "ok"
+            self._database = "ok" if answers else "unreachable"
+            self._next_probe = time.monotonic() + self.options.probe_interval
+            if back:
+                self._failures = 0
+                self._rescans = {path: (root, 0.0) for path, (root, _) in self._rescans.items()}
+        if gone:
+            log.warning("the database does not answer; retrying everything pending as soon as it does")
+        if back:
+            retried = self.queue.retry_now()
+            log.warning("the database answers again: retrying %d change(s) now", retried)
 
     @property
     def _unsaved(self) -> bool:

@@ -195,7 +195,7 @@ class Observers:
 
     @property
     def native_mode(self) -> str:
-        name = (type(self._native) if self._native is not None else Observer).__name__
+        name = type(self._native).__name__ if self._native is not None else getattr(Observer, "__name__", "")
         return "inotify" if name == "InotifyObserver" else name.removesuffix("Observer").lower()
 
     def watch(self, root: Path, handler: EventSink) -> RootState:

@@ -97,6 +97,16 @@ class ChangeQueue:
                     change.not_before = not_before
                     self._changes[change.path, change.folder] = change
 
+    def retry_now(self) -> int:
+        """Make every change that is backing off after a failure due at once (its cause is gone:
+        the database answers again), and wake the loop. Returns how many there were."""
+        with self._wakeup:
+            waiting = [change for change in self._changes.values() if change.not_before]
+            for change in waiting:
+                change.not_before = 0.0
+            self._wakeup.notify_all()
+        return len(waiting)
+
     def wait(self, timeout: float) -> None:
         """Sleep ``timeout`` or until :meth:`wake`. Events do not wake the loop: nothing they
         bring can be done before it settles, and a burst would wake it thousands of times."""

@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from pixseek.embedding import Encoder
+from pixseek.search.vector_search import VectorSearch
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -64,7 +65,7 @@ class MicroBatcher(Generic[Item, Result]):
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.result
+        return pending.result  # type: ignore[return-value]  # set together with done, when no error
 
     def close(self) -> None:
         self._queue.put(None)
@@ -101,16 +102,20 @@ class MicroBatcher(Generic[Item, Result]):
 
 
 class TextQueryBatcher:
-    """Wraps an encoder: ``embed_texts`` is batched across threads, everything else passes through."""
+    """An :class:`Encoder` whose ``embed_texts`` is batched across threads; the rest is the wrapped
+    encoder's own (image queries are single uploads: nothing to batch)."""
 
     def __init__(self, encoder: Encoder, *, max_batch: int = 64):
         self.encoder = encoder
+        self.model_id, self.fingerprint, self.dim = encoder.model_id, encoder.fingerprint, encoder.dim
+        self.device, self.precision = encoder.device, encoder.precision
+        self.image_min_side = encoder.image_min_side
+        self.preprocess_image = encoder.preprocess_image
+        self.embed_pixels = encoder.embed_pixels
+        self.embed_images = encoder.embed_images
         self._batcher: MicroBatcher[list[str], np.ndarray] = MicroBatcher(
             self._embed, max_batch=max_batch, name="pixseek-text-batcher"
         )
-
-    def __getattr__(self, name: str):
-        return getattr(self.encoder, name)
 
     @property
     def forwards(self) -> int:
@@ -129,18 +134,19 @@ class TextQueryBatcher:
 
 
 class VectorSearchBatcher:
-    """Wraps a vector index: unfiltered single-query searches from concurrent requests become one
-    FAISS call over all of them (top max-k, then each request's prefix); filtered or multi-query
-    searches, and every other attribute, pass straight through."""
+    """A :class:`VectorSearch` in front of another: unfiltered single-query searches from concurrent
+    requests become one FAISS call over all of them (top max-k, then each request's prefix);
+    filtered or multi-query searches pass straight through."""
 
-    def __init__(self, vectors, *, max_batch: int = 64, max_wait: float = 0.0):
+    def __init__(self, vectors: VectorSearch, *, max_batch: int = 64, max_wait: float = 0.0):
         self.vectors = vectors
         self._batcher: MicroBatcher[tuple[np.ndarray, int], tuple[np.ndarray, np.ndarray]] = MicroBatcher(
             self._search, max_batch=max_batch, max_wait=max_wait, name="pixseek-search-batcher"
         )
 
-    def __getattr__(self, name: str):
-        return getattr(self.vectors, name)
+    @property
+    def dim(self) -> int:
+        return self.vectors.dim
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -149,7 +155,9 @@ class VectorSearchBatcher:
     def searches(self) -> int:
         return self._batcher.batches
 
-    def search(self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None):
+    def search(
+        self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.vectors.dim)
         if allowed_ids is not None or len(queries) != 1:
             return self.vectors.search(queries, k, allowed_ids)

@@ -17,10 +17,10 @@ from PIL import Image
 
 from pixseek.embedding import Encoder
 from pixseek.errors import NotFoundError, PixseekError
-from pixseek.indexer.decode import DecodeError, decode_image
+from pixseek.media.decode import DecodeError, decode_image
+from pixseek.search.vector_search import VectorSearch
 from pixseek.store.models import STATUS_INDEXED, ImageRecord
 from pixseek.store.repository import CollectionInfo, SearchFilters, Store
-from pixseek.store.vector_index import VectorIndex
 
 MAX_K = 10_000
 
@@ -68,7 +68,7 @@ class Searcher:
         self,
         store: Store,
         collection: CollectionInfo,
-        vectors: VectorIndex,
+        vectors: VectorSearch,
         encoder: Callable[[], Encoder],
     ):
         self.store = store

@@ -14,20 +14,64 @@ from pathlib import Path
 try:
     import fcntl
 except ImportError:  # Windows: no advisory file locks; concurrent first starts are not serialised
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from pixseek.errors import PixseekError
 
 
 class DatabaseError(PixseekError):
     """The database cannot be used (unreachable, or written by a newer pixseek)."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database failed in the middle of a run (connection lost, server restarted, disk full):
+    nothing for pixseek to fix, and nothing lost but the batch in flight, so the user gets one line
+    saying so, and a watcher (which can tell it from other failures) retries once it answers again."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url  # without the password: it ends up in logs and /status
+        self.reason = reason
+        super().__init__(
+            f"the database {url} failed: {reason}; check that it is running, then run the same command "
+            "again: finished batches are saved"
+        )
+
+
+CONNECT_TIMEOUT_SECONDS = 10  # PostgreSQL: the longest wait for a connection (and for a probe)
+
+# What the driver raises (lost connection, restart, full disk, a conflicting writer) and a pool that
+# waited too long for a connection. SQLAlchemy's other errors are pixseek bugs and keep their traceback.
+_DRIVER_ERRORS = (DBAPIError, PoolTimeoutError)
+
+
+def display_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _reason(error: Exception) -> str:
+    """The driver's own first line, without SQLAlchemy's '(psycopg.OperationalError)' and SQL."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip() or type(cause).__name__
+    return text.splitlines()[0][:300]
+
+
+@contextlib.contextmanager
+def database_errors(engine: Engine) -> Iterator[None]:
+    """Raise a driver error from the block as :class:`DatabaseUnavailable`, which the CLI prints as
+    one line (exit 2) and the API answers with 503, instead of a 100-line traceback."""
+    try:
+        yield
+    except _DRIVER_ERRORS as error:
+        raise DatabaseUnavailable(display_url(engine), _reason(error)) from error
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -53,8 +97,17 @@ def create_store_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=_connect_timeout(parsed))
     return engine
+
+
+def _connect_timeout(parsed: URL) -> dict[str, int]:
+    """libpq waits for a connection as long as the kernel does (~2 min for a host that drops packets):
+    bound it, so that an unreachable server is one line within seconds and a watcher's probe stays
+    cheap. A connect_timeout in the URL wins."""
+    if parsed.get_driver_name() in ("psycopg", "psycopg2") and "connect_timeout" not in parsed.query:
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return {}
 
 
 @contextlib.contextmanager

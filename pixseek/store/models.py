@@ -24,6 +24,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATUS_INDEXED = "indexed"
 STATUS_FAILED = "failed"
+# Kinds of CollectionFolder: where the collection was indexed from, and what `pixseek rm` keeps out.
+FOLDER_ROOT = "root"
+FOLDER_EXCLUDED = "excluded"
 
 
 class Base(DeclarativeBase):
@@ -76,3 +79,18 @@ class ImageRecord(Base):
     gps_lon: Mapped[float | None] = mapped_column(Float)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class CollectionFolder(Base):
+    """A path the user named for a collection: a root it was indexed from (``serve`` serves those by
+    default), or a file or folder ``pixseek rm`` removed, which every later index run, watcher and
+    server keeps out until ``pixseek rm --undo`` lets it back in."""
+
+    __tablename__ = "collection_folders"
+    __table_args__ = (UniqueConstraint("collection_id", "kind", "path", name="uq_collection_folders"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

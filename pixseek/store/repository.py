@@ -6,20 +6,22 @@ at most the batch in flight, and the collection's generation moves with the vect
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, or_, select, update
-from sqlalchemy.orm import defer, sessionmaker
+from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, update
+from sqlalchemy.orm import Session, defer, sessionmaker
 
-from pixseek.errors import PixseekError
-from pixseek.store.database import open_database
-from pixseek.store.models import STATUS_FAILED, STATUS_INDEXED, Collection, ImageRecord
+from pixseek.errors import NotFoundError, PixseekError
+from pixseek.store.database import DatabaseUnavailable, database_errors, open_database
+from pixseek.store.models import STATUS_FAILED, STATUS_INDEXED, Collection, CollectionFolder, ImageRecord
 
 _ID_CHUNK = 900  # below SQLite's default bound-parameter limit
+_FOLDER_CHUNK = 100  # folder prefixes per query: 2 OR terms and 4 parameters each (see _folder_chunks)
 
 
 class CollectionMismatchError(PixseekError):
@@ -114,18 +116,26 @@ class CollectionStats:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def _under(path_column, folder: str) -> ColumnElement[bool]:
+    """Rows at ``folder`` itself or anywhere below it (not siblings sharing a name prefix).
 
-
-def _under(path_column, folder: str):
-    """Rows at ``folder`` itself or anywhere below it (not siblings sharing a name prefix)."""
+    An exact prefix compare with substr, not LIKE: SQLite's LIKE ignores ASCII case (``/photos``
+    matched ``/Photos/...``) and refuses patterns over 50,000 bytes, and ``_`` and ``%`` needed
+    escaping. substr counts characters on both backends, as ``len`` does."""
     folder = folder.rstrip(os.sep) or os.sep
     prefix = folder if folder.endswith(os.sep) else folder + os.sep
-    return or_(path_column == folder, path_column.like(_escape_like(prefix) + "%", escape="\\"))
+    return or_(path_column == folder, func.substr(path_column, 1, len(prefix)) == prefix)
+
+
+def _folder_chunks(folders: Iterable[str]) -> Iterator[list[str]]:
+    """Folders in groups small enough for one query: SQLite nests ``a OR b OR ...`` one level per
+    term and refuses expressions deeper than 1000 (499 folders did it)."""
+    unique = list(dict.fromkeys(folders))
+    for start in range(0, len(unique), _FOLDER_CHUNK):
+        yield unique[start : start + _FOLDER_CHUNK]
 
 
 def _chunks(values: Sequence[int]) -> Iterator[list[int]]:
@@ -144,10 +154,30 @@ def _info(row: Collection) -> CollectionInfo:
     )
 
 
+class _Sessions:
+    """``sessionmaker``'s two entry points, with a driver error anywhere in the block (a lost
+    connection, a restarted server, a full disk) raised as one-line DatabaseUnavailable: every
+    Store method gets that by opening its session, so none of them needs its own handling."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._maker = sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[Session]:
+        with database_errors(self._engine), self._maker() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Session]:
+        with database_errors(self._engine), self._maker.begin() as session:
+            yield session
+
+
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._session = sessionmaker(engine, expire_on_commit=False)
+        self._session = _Sessions(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -155,6 +185,16 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> bool:
+        """Whether the database answers now: a cheap ``SELECT 1`` that a watcher repeats during an
+        outage, to retry its work as soon as the database is back rather than after a long back-off."""
+        try:
+            with self._session() as session:
+                session.execute(select(1))
+        except DatabaseUnavailable:
+            return False
+        return True
 
     # ---- collections -------------------------------------------------------------------------
     def collection(self, name: str) -> CollectionInfo | None:
@@ -199,24 +239,72 @@ class Store:
             if row is None:
                 return False
             session.execute(delete(ImageRecord).where(ImageRecord.collection_id == row.id))
+            session.execute(delete(CollectionFolder).where(CollectionFolder.collection_id == row.id))
             session.delete(row)
             return True
 
+    # ---- the paths a collection was indexed from, and those `rm` keeps out ------------------------
+    def folders(self, collection_id: int, kind: str) -> list[str]:
+        """Recorded paths of ``kind`` (FOLDER_ROOT or FOLDER_EXCLUDED), sorted."""
+        with self._session() as session:
+            return list(
+                session.scalars(
+                    select(CollectionFolder.path)
+                    .where(CollectionFolder.collection_id == collection_id, CollectionFolder.kind == kind)
+                    .order_by(CollectionFolder.path)
+                )
+            )
+
+    def add_folders(self, collection_id: int, kind: str, paths: Iterable[str]) -> None:
+        """Record ``paths`` as ``kind``; paths already recorded stay as they are."""
+        with self._session.begin() as session:
+            present = set(
+                session.scalars(
+                    select(CollectionFolder.path).where(
+                        CollectionFolder.collection_id == collection_id, CollectionFolder.kind == kind
+                    )
+                )
+            )
+            now = _now()
+            session.add_all(
+                CollectionFolder(collection_id=collection_id, kind=kind, path=path, created_at=now)
+                for path in dict.fromkeys(paths)
+                if path not in present
+            )
+
+    def remove_folders(self, collection_id: int, kind: str, paths: Iterable[str]) -> None:
+        """Forget the recorded ``paths`` of ``kind`` (exact matches)."""
+        paths = list(paths)
+        if not paths:
+            return
+        with self._session.begin() as session:
+            session.execute(
+                delete(CollectionFolder).where(
+                    CollectionFolder.collection_id == collection_id,
+                    CollectionFolder.kind == kind,
+                    CollectionFolder.path.in_(paths),
+                )
+            )
+
     # ---- what the indexer needs --------------------------------------------------------------
     def known_files(self, collection_id: int, roots: Iterable[str]) -> dict[str, KnownFile]:
-        query = select(
+        columns = (
             ImageRecord.path,
             ImageRecord.id,
             ImageRecord.size,
             ImageRecord.mtime_ns,
             ImageRecord.content_hash,
             ImageRecord.status,
-        ).where(
-            ImageRecord.collection_id == collection_id,
-            or_(*(_under(ImageRecord.path, root) for root in roots)),
         )
+        found: dict[str, KnownFile] = {}
         with self._session() as session:
-            return {row[0]: KnownFile(*row[1:]) for row in session.execute(query)}
+            for chunk in _folder_chunks(roots):
+                query = select(*columns).where(
+                    ImageRecord.collection_id == collection_id,
+                    or_(*(_under(ImageRecord.path, root) for root in chunk)),
+                )
+                found.update((row[0], KnownFile(*row[1:])) for row in session.execute(query))
+        return found
 
     def known_paths(
         self, collection_id: int, files: Iterable[str], folders: Iterable[str] = ()
@@ -257,7 +345,8 @@ class Store:
                     ImageRecord.content_hash.in_(unique[start : start + _ID_CHUNK]),
                 )
                 for content_hash, image_id, path in session.execute(query):
-                    found.setdefault(content_hash, []).append((image_id, path))
+                    if content_hash is not None:  # it is: the query asked for these hashes
+                        found.setdefault(content_hash, []).append((image_id, path))
         return found
 
     def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,8 +359,9 @@ class Store:
                     ImageRecord.id.in_(chunk), ImageRecord.status == STATUS_INDEXED
                 )
                 for image_id, blob in session.execute(query):
-                    out_ids.append(image_id)
-                    blobs.append(blob)
+                    if blob is not None:  # every indexed row has its embedding
+                        out_ids.append(image_id)
+                        blobs.append(blob)
         return _as_matrix(out_ids, blobs, dim)
 
     def iter_embeddings(
@@ -293,7 +383,7 @@ class Store:
                 if not rows:
                     return
                 last_id = rows[-1][0]
-                yield _as_matrix([r[0] for r in rows], [r[1] for r in rows], dim)
+                yield _as_matrix([r[0] for r in rows], [r[1] or b"" for r in rows], dim)
 
     def indexed_ids(self, collection_id: int) -> np.ndarray:
         with self._session() as session:
@@ -347,6 +437,8 @@ class Store:
             session.add_all(added + failed)
             session.flush()
             collection = session.get(Collection, collection_id)
+            if collection is None:  # dropped by another process while this batch was prepared
+                raise NotFoundError(f"collection {collection_id} was dropped during indexing")
             if added or removed:
                 collection.generation += 1
             generation, dim = collection.generation, collection.dim
@@ -379,9 +471,8 @@ class Store:
             )
 
     def filtered_ids(self, collection_id: int, filters: SearchFilters) -> np.ndarray:
+        """Ids of the indexed images that pass ``filters``; many folders take one query per chunk."""
         conditions = [ImageRecord.collection_id == collection_id, ImageRecord.status == STATUS_INDEXED]
-        if filters.folders:
-            conditions.append(or_(*(_under(ImageRecord.path, folder) for folder in filters.folders)))
         if filters.taken_after:
             conditions.append(ImageRecord.taken_at >= filters.taken_after)
         if filters.taken_before:
@@ -393,8 +484,14 @@ class Store:
         if filters.formats:
             conditions.append(func.upper(ImageRecord.format).in_([f.upper() for f in filters.formats]))
         with self._session() as session:
-            ids = session.scalars(select(ImageRecord.id).where(*conditions)).all()
-        return np.asarray(ids, dtype=np.int64)
+            if not filters.folders:
+                ids = session.scalars(select(ImageRecord.id).where(*conditions)).all()
+                return np.asarray(ids, dtype=np.int64)
+            found: set[int] = set()
+            for chunk in _folder_chunks(filters.folders):
+                under = or_(*(_under(ImageRecord.path, folder) for folder in chunk))
+                found.update(session.scalars(select(ImageRecord.id).where(*conditions, under)))
+        return np.asarray(sorted(found), dtype=np.int64)
 
     def stats(self, collection_id: int) -> CollectionStats:
         with self._session() as session:

@@ -41,13 +41,14 @@ from pixseek.store.ann.plan import IndexPlan, choose_plan, default_memory_budget
 from pixseek.store.ann.source import StoreVectors, VectorSource
 from pixseek.store.ann.topk import merge_top_k
 from pixseek.store.ann.tuning import tune
+from pixseek.vocabulary import IndexKind
 
 if TYPE_CHECKING:
     from pixseek.store.repository import CollectionInfo, Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexOptions", "VectorIndex", "gpu_count"]
+__all__ = ["IndexOptions", "VectorIndex", "describe_saved", "gpu_count"]
 
 FORMAT = 2
 MANIFEST = "manifest.json"
@@ -107,6 +108,22 @@ def _delta_vectors(delta: faiss.Index) -> np.ndarray:
     if delta.ntotal == 0:
         return np.empty((0, delta.d), dtype=np.float32)
     return delta.index.reconstruct_n(0, delta.ntotal)  # in id-map order, like _delta_ids
+
+
+def describe_saved(folder: Path) -> dict:
+    """What ``pixseek status`` shows of a saved index, from its manifest alone (no FAISS load):
+    type, factory string, tuned parameters, measured recall and bytes on disk."""
+    manifest = folder / MANIFEST
+    base = json.loads(manifest.read_text()).get("base") if manifest.exists() else None
+    plan = IndexPlan.from_json(base["plan"]) if base else IndexPlan(IndexKind.FLAT)
+    files = [path for path in folder.iterdir() if path.is_file()] if folder.is_dir() else []
+    return {
+        "type": plan.kind,
+        "factory": plan.factory_key(),
+        "params": base.get("params", {}) if base else {},
+        "measured_recall": base.get("measured_recall") if base else 1.0,
+        "bytes": sum(path.stat().st_size for path in files),
+    }
 
 
 class VectorIndex:
@@ -200,7 +217,10 @@ class VectorIndex:
         in_index = self.ids()
         missing = np.setdiff1d(in_sql, in_index)
         stale = np.setdiff1d(in_index, in_sql)
-        ids, vectors = store.embeddings(missing.tolist(), collection.dim) if len(missing) else (missing, None)
+        if len(missing):
+            ids, vectors = store.embeddings(missing.tolist(), collection.dim)
+        else:
+            ids, vectors = missing, np.empty((0, collection.dim), dtype=np.float32)
         self.update(ids, vectors, stale, collection.generation)
         if len(missing) or len(stale):
             log.info(
@@ -280,8 +300,8 @@ class VectorIndex:
         log.info(
             "building %s base (%s)%s", plan.factory_key(), reason, "" if template is None else ", reused"
         )
-        new_base = BaseIndex.build(plan, self.source, template=template)
-        tune(new_base, self.source, self.options.recall_target)
+        new_base = BaseIndex.build(plan, self._source(), template=template)
+        tune(new_base, self._source(), self.options.recall_target)
         self._switch(new_base)
         log.info(
             "new %s base of %d vectors in %.1f s",
@@ -291,6 +311,12 @@ class VectorIndex:
         )
         if self.path is not None:
             self.save(self.path)
+
+    def _source(self) -> VectorSource:
+        """The stored vectors a build needs; an index made without them never builds a base."""
+        if self.source is None:
+            raise RuntimeError("this vector index has no vector source to build a base from")
+        return self.source
 
     def _switch(self, new_base: BaseIndex) -> None:
         """Swap in ``new_base`` and carry over what changed since its snapshot, by id sets: live ids it
@@ -304,7 +330,7 @@ class VectorIndex:
             vectors = [self.delta.reconstruct_batch(from_delta)] if len(from_delta) else []
             elsewhere = carried[~np.isin(carried, delta_ids)]
             if len(elsewhere):  # in the old base only: the snapshot missed them
-                found, extra = self.source.by_ids(elsewhere)
+                found, extra = self._source().by_ids(elsewhere)
                 from_delta, vectors = np.concatenate([from_delta, found]), [*vectors, extra]
             delta = _new_delta(self.dim)
             if len(from_delta):
@@ -418,12 +444,14 @@ class VectorIndex:
             self.path = folder
             tag = uuid.uuid4().hex[:12]
             if self.base is not None and self._base_files is None:
-                files = {"index": f"base-{tag}.faiss", "ids": f"base-{tag}.ids.npy"}
-                files["template"] = f"base-{tag}.trained.faiss" if self.base.template else None
+                template = f"base-{tag}.trained.faiss" if self.base.template else None
+                files: dict = {
+                    "index": f"base-{tag}.faiss",
+                    "ids": f"base-{tag}.ids.npy",
+                    "template": template,
+                }
                 self.base.write(
-                    folder / files["index"],
-                    folder / files["ids"],
-                    folder / files["template"] if files["template"] else None,
+                    folder / files["index"], folder / files["ids"], folder / template if template else None
                 )
                 self._base_files = files
             delta_name = f"delta-{tag}.npz"
@@ -434,10 +462,16 @@ class VectorIndex:
                     np.savez(handle, ids=ids, vectors=vectors, tombstones=self.tombstones)
 
             _write_atomically(folder / delta_name, write_delta)
-            manifest = {"format": FORMAT, "dim": self.dim, "generation": self.generation, "delta": delta_name}
+            manifest: dict = {
+                "format": FORMAT,
+                "dim": self.dim,
+                "generation": self.generation,
+                "delta": delta_name,
+            }
             if self.base is not None:
+                written = self._base_files or {}
                 manifest["base"] = {
-                    **{k: v for k, v in self._base_files.items() if k in ("index", "ids", "template")},
+                    **{k: v for k, v in written.items() if k in ("index", "ids", "template")},
                     "plan": self.base.plan.to_json(),
                     "params": self.base.params.to_json(),
                     "measured_recall": self.base.measured_recall,

@@ -76,7 +76,7 @@ SEED = 0
 IMAGE_SIZE = 32
 PROJECTION_DIM = 16
 # Field names shared by CLIPVisionConfig, ViTConfig and AltCLIPVisionConfig ...
-TINY_VISION: dict[str, int] = {
+TINY_VISION: dict[str, Any] = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_hidden_layers": 2,
@@ -85,7 +85,7 @@ TINY_VISION: dict[str, int] = {
     "patch_size": 8,
 }
 # ... and by CLIPTextConfig, BertConfig and AltCLIPTextConfig.
-TINY_TEXT: dict[str, int] = {
+TINY_TEXT: dict[str, Any] = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_hidden_layers": 2,
@@ -132,7 +132,7 @@ def _clip_tokenizer() -> CLIPTokenizer:
         show_progress=False,
     )
     trained = _train(CLIPTokenizer(), models.BPE(unk_token="<|endoftext|>", end_of_word_suffix=EOW), trainer)
-    merges = [tuple(pair) for pair in trained["merges"]]
+    merges: list[Any] = [tuple(pair) for pair in trained["merges"]]  # pairs, whatever the stub says
     return CLIPTokenizer(vocab=trained["vocab"], merges=merges, model_max_length=77)
 
 
@@ -152,7 +152,7 @@ def _roberta_tokenizer() -> RobertaTokenizer:
     trained = _train(RobertaTokenizer(), models.BPE(unk_token="<unk>"), trainer)
     vocab = dict(trained["vocab"])
     vocab["<mask>"] = len(vocab)
-    merges = [tuple(pair) for pair in trained["merges"]]
+    merges: list[Any] = [tuple(pair) for pair in trained["merges"]]
     return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=512)
 
 
@@ -336,7 +336,13 @@ def build_bridgetower(out_dir: Path, *, full_size: bool = False) -> Path:
     return _save(BridgeTowerForImageAndTextRetrieval, config, processor, out_dir)
 
 
-def _randomise_query_tokens(model: PreTrainedModel) -> None:
+def _token_id(tokenizer: Any, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(token_id, int), token_id
+    return token_id
+
+
+def _randomise_query_tokens(model: Any) -> None:
     """BLIP-2's init zeroes ``query_tokens``: all queries would then start alike. (Its other trap, the
     ViT drawn with std 1e-10, is avoided by the explicit vision ``initializer_range``.)"""
     model.query_tokens.normal_(std=model.config.initializer_range)
@@ -372,7 +378,7 @@ def build_blip2(out_dir: Path, *, full_size: bool = False) -> Path:
         initializer_range=init_range,
         num_query_tokens=num_query_tokens,
         image_text_hidden_size=256 if full_size else PROJECTION_DIM,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_token_index=_token_id(tokenizer, "<image>"),
     )
     return _save(Blip2ForImageTextRetrieval, config, processor, out_dir, init=_randomise_query_tokens)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
 
 # Small enough to train from scratch in a minute on 2 CPU cores, big enough to tell a 4 px triangle
 # from a square: 8x8 patches of 4 px at 32 px.
-VIT_TOWER: dict[str, int] = {
+VIT_TOWER: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
     "num_hidden_layers": 3,

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from pixseek.evaluation.dataset import CaptionSet
-from pixseek.indexer.decode import DecodeError, decode_image
+from pixseek.media.decode import DecodeError, decode_image
+from pixseek.media.preprocess import preprocess_image
 
 Progress = Callable[[int, int], None]
 
@@ -46,10 +47,7 @@ class ImageLoader:
             data = path.read_bytes()
         except OSError as error:
             raise DecodeError(f"unreadable ({error.strerror or error})") from None
-        image = decode_image(data, min_side=self.min_side).image
-        pixels = np.asarray(
-            self.image_processor(images=[image], return_tensors="np")["pixel_values"][0], dtype=np.float32
-        )
+        pixels = preprocess_image(self.image_processor, decode_image(data, min_side=self.min_side).image)
         if self.cached_bytes + pixels.nbytes <= self.cache_bytes:
             self._cache[path] = pixels
             self.cached_bytes += pixels.nbytes
@@ -181,8 +179,8 @@ class Batch:
 
 def collate(
     training: TrainingSet,
-    image_ids: Sequence[int],
-    caption_ids: Sequence[int],
+    image_ids: Sequence[int] | np.ndarray,
+    caption_ids: Sequence[int] | np.ndarray,
     loader: ImageLoader,
     tokenizer: Any,
     max_tokens: int,
@@ -202,11 +200,15 @@ def collate(
             return error.reason
 
     ids = [int(i) for i in image_ids]
+    loaded: list[Any]  # per image: pixels (or a locked tower's features), or why it failed
     if frozen_images is None:
         loaded = list(decode_pool.map(load, ids) if decode_pool is not None else map(load, ids))
     else:  # an image missing here stopped decoding when the locked tower ran; reported then
         loaded = [frozen_images.get(i, "") for i in ids]
-    pixels, kept_images, kept_captions, skipped = [], [], [], []
+    pixels: list[Any] = []  # decoded arrays, or a locked tower's feature tensors
+    kept_images: list[int] = []
+    kept_captions: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for image_id, caption_id, result in zip(ids, caption_ids, loaded, strict=True):
         if isinstance(result, str):
             if frozen_images is None:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pixseek.indexer.decode import DecodeError
+from pixseek.embedding.runtime import autocast
+from pixseek.media.decode import DecodeError
 from pixseek.training.data import ImageLoader, TrainingSet
-from pixseek.training.step import autocast
 
 CHUNK = 64
 

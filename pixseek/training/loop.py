@@ -41,6 +41,7 @@ from pixseek.training.model import (
 )
 from pixseek.training.schedule import make_scheduler
 from pixseek.training.step import contrastive_backward
+from pixseek.vocabulary import Precision
 
 
 @dataclass
@@ -62,7 +63,7 @@ class TrainOptions:
     lock_image: bool = False
     lock_text: bool = False
     device: str = "auto"
-    precision: str = "auto"
+    precision: Precision = Precision.AUTO
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
@@ -143,7 +144,8 @@ def _validate(options: TrainOptions) -> None:
 
 def _optimizer(model: torch.nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms and the temperature (CLIP's recipe)."""
-    decay, plain = [], []
+    decay: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim >= 2 else plain).append(parameter)
@@ -196,13 +198,13 @@ def _evaluate(
 def _eval_point(saved: dict[str, Any]) -> EvalPoint:
     """An evaluation back from a checkpoint, where ``asdict`` stored it as plain dicts."""
 
-    def metrics(value: dict[str, Any] | None) -> RetrievalMetrics | None:
-        return RetrievalMetrics(**value) if value is not None else None
+    def metrics(value: dict[str, Any]) -> RetrievalMetrics:
+        return RetrievalMetrics(**value)
 
     return EvalPoint(
         step=saved["step"],
         text_to_image=metrics(saved["text_to_image"]),
-        image_to_text=metrics(saved["image_to_text"]),
+        image_to_text=metrics(saved["image_to_text"]) if saved["image_to_text"] is not None else None,
         per_language={
             language: {direction: metrics(m) for direction, m in by_direction.items()}
             for language, by_direction in saved["per_language"].items()
@@ -224,7 +226,8 @@ def train(
     device = resolve_device(options.device)
     precision = resolve_precision(options.precision, device)
     if options.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        precision = "bf16"  # for training, bf16 where the GPU has it: fp16's range needs a grad scaler
+        # For training, bf16 where the GPU has it: fp16's range needs a grad scaler.
+        precision = Precision.BF16
     if precision == "fp16" and device.type != "cuda":
         raise PixseekError(
             "fp16 training needs CUDA (it needs a grad scaler and fp16 kernels); use bf16 or fp32"
@@ -248,6 +251,7 @@ def train(
         if options.from_model:
             model, processor = load_dual_encoder(options.from_model)
         else:
+            assert options.vision and options.text, "checked by _validate"
             model, processor = build_from_towers(options.vision, options.text, options.projection_dim)
 
     loader = ImageLoader(
@@ -328,6 +332,8 @@ def train(
             "evaluations": [asdict(point) for point in evaluations],
         }
 
+    eval_seconds = 0.0  # time spent evaluating, left out of the training speed
+
     def run_eval() -> None:
         if eval_data is None:
             return
@@ -361,7 +367,6 @@ def train(
 
     prefetcher = Prefetcher(make_batch)
     started = time.perf_counter()
-    eval_seconds = 0.0
     pairs_seen = 0
     try:
         if step == 0:
@@ -400,10 +405,10 @@ def train(
                 run_eval()
     except KeyboardInterrupt:
         optimizer.zero_grad(set_to_none=True)  # a step cut short leaves half its gradient
-        path = ckpt.save_checkpoint(
+        saved = ckpt.save_checkpoint(
             output, step, model, processor, state_dict(), max(1, options.keep_checkpoints)
         )
-        raise TrainingInterrupted(step, path) from None
+        raise TrainingInterrupted(step, saved) from None
     finally:
         prefetcher.close()
         decode_pool.shutdown(wait=True, cancel_futures=True)

@@ -18,17 +18,11 @@ from typing import Any
 
 import torch
 
+from pixseek.embedding.runtime import autocast
 from pixseek.training.data import ImageInput, Pooled, TextInput
 from pixseek.training.loss import clip_loss
 
 Chunk = tuple[ImageInput, TextInput]
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
 def _embed(model: Any, images: ImageInput, texts: TextInput) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,12 +71,14 @@ def contrastive_backward(
     if len(chunks) == 1:
         pixels, tokens = chunks[0]
         with autocast(precision, device):
-            images, texts = _embed(model, pixels, tokens)
-        loss = clip_loss(images, texts, model.logit_scale)
+            image_features, text_features = _embed(model, pixels, tokens)
+        loss = clip_loss(image_features, text_features, model.logit_scale)
         scale(loss).backward()
         return float(loss.detach())
 
-    states, images, texts = [], [], []
+    states: list[_RandomState] = []
+    images: list[torch.Tensor] = []
+    texts: list[torch.Tensor] = []
     with torch.no_grad():
         for pixels, tokens in chunks:
             states.append(_RandomState(device))
@@ -94,7 +90,8 @@ def contrastive_backward(
     all_texts = torch.cat(texts).requires_grad_()
     loss = clip_loss(all_images, all_texts, model.logit_scale)
     scale(loss).backward()  # gradient of the temperature, and of the embeddings
-    sizes = [len(images) for images, _ in chunks]
+    sizes = [len(chunk_images) for chunk_images, _ in chunks]
+    assert all_images.grad is not None and all_texts.grad is not None  # set by the backward above
     image_grads = all_images.grad.split(sizes)
     text_grads = all_texts.grad.split(sizes)
     for (pixels, tokens), state, image_grad, text_grad in zip(

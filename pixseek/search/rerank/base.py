@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pixseek.media.preprocess import preprocess_image
+
 # Pairs per forward. Larger batches gain nothing measurable on CPU and cost memory (one BridgeTower
 # pair holds ~10 MB of activations per cross-modal layer); on CUDA 32 pairs keep the GPU busy.
 BATCH_SIZE = 32
@@ -75,9 +77,9 @@ class Reranker(ABC):
         return int(np.prod(self.feature_shape)) * np.dtype(self.feature_dtype).itemsize
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
-        """Resize/crop/normalise one RGB image exactly as the checkpoint's processor does."""
-        pixel_values = self.processor.image_processor(images=[image], return_tensors="np")["pixel_values"]
-        return np.asarray(pixel_values[0], dtype=np.float32)
+        """Resize/crop/normalise one RGB image exactly as the checkpoint's processor does, with
+        memory bounded for any aspect ratio (:mod:`pixseek.media.preprocess`)."""
+        return preprocess_image(self.processor.image_processor, image)
 
     @abstractmethod
     def image_features(self, pixel_values: np.ndarray) -> np.ndarray:

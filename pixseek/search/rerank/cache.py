@@ -138,7 +138,7 @@ class FeatureCache:
     def _drop(self, key: str, reason: str) -> None:
         log.warning("dropping re-ranker cache entry %s: %s", key, reason)
         self._path(key).unlink(missing_ok=True)
-        self._bytes -= self._entries.pop(key, 0)
+        self._bytes -= self._load_index().pop(key, 0)
 
     def _evict(self) -> None:
         while self._bytes > self.max_bytes and self._entries:

@@ -14,13 +14,7 @@ from pixseek.embedding.runtime import resolve_device, resolve_precision
 from pixseek.search.rerank.base import Reranker
 from pixseek.search.rerank.blip2 import Blip2Reranker
 from pixseek.search.rerank.bridgetower import BridgeTowerReranker
-
-RERANKER_PRESETS: dict[str, str] = {
-    "bridgetower": "BridgeTower/bridgetower-base-itm-mlm",
-    "blip2": "Salesforce/blip2-itm-vit-g",
-    "blip2-coco": "Salesforce/blip2-itm-vit-g-coco",
-}
-RERANKER_KINDS = ("bridgetower", "blip2")
+from pixseek.search.rerank.presets import RERANKER_KINDS, RERANKER_PRESETS
 
 
 @dataclass(frozen=True)

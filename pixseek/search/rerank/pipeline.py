@@ -40,7 +40,7 @@ def rerank_hits(
     results = {scorer.name: scorer.score(text, refs) for scorer in scorers}
     reranked = []
     for i, hit in enumerate(hits):
-        scores = {name: r.probabilities[i] for name, r in results.items() if r.probabilities[i] is not None}
+        scores = {name: p for name, r in results.items() if (p := r.probabilities[i]) is not None}
         error = next((r.errors[i] for r in results.values() if r.errors[i] is not None), None)
         final = fuse(scores.values()) if error is None and len(scores) == len(results) else None
         reranked.append(dataclasses.replace(hit, rerank_scores=scores, final_score=final, rerank_error=error))

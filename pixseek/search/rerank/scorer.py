@@ -9,16 +9,15 @@ longer decodes gets no score and a reason instead, and the other candidates are 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from pixseek.indexer.decode import DecodeError, decode_image
-from pixseek.indexer.pipeline import content_hash
+from pixseek.media.decode import DecodeError, decode_image
+from pixseek.media.files import FileOpener
+from pixseek.media.hashing import content_hash
 from pixseek.search.rerank.base import BATCH_SIZE, Reranker
 from pixseek.search.rerank.cache import FeatureCache
 from pixseek.store.models import ImageRecord
@@ -77,11 +76,13 @@ class FillReport:
 
 
 class CachedScorer:
-    """``reranker`` with ``cache`` (None: no cache); safe to share between threads."""
+    """``reranker`` with ``cache`` (None: no cache); safe to share between threads. Candidate files
+    are read through ``opener`` (a server's is confined to its library roots)."""
 
-    def __init__(self, reranker: Reranker, cache: FeatureCache | None):
+    def __init__(self, reranker: Reranker, cache: FeatureCache | None, opener: FileOpener | None = None):
         self.reranker = reranker
         self.cache = cache
+        self.opener = opener or FileOpener()
 
     @property
     def name(self) -> str:
@@ -99,10 +100,11 @@ class CachedScorer:
             scores.cache_hits += found.cache_hits
             scores.computed += found.computed
             scores.errors[start : start + len(found.errors)] = found.errors
-            ready = [i for i, array in enumerate(found.arrays) if array is not None]
+            ready = [(i, array) for i, array in enumerate(found.arrays) if array is not None]
             if ready:
-                batch = np.stack([found.arrays[i] for i in ready])
-                for i, probability in zip(ready, self.reranker.score_features(text, batch), strict=True):
+                batch = np.stack([array for _, array in ready])
+                probabilities = self.reranker.score_features(text, batch)
+                for (i, _), probability in zip(ready, probabilities, strict=True):
                     scores.probabilities[start + i] = float(probability)
         return scores
 
@@ -117,7 +119,7 @@ class CachedScorer:
             elif prepared.cached is not None:
                 found.arrays[i] = prepared.cached
                 found.cache_hits += 1
-            else:
+            elif prepared.pixels is not None:
                 pending.append((i, prepared.key, prepared.pixels))
                 if len(pending) == BATCH_SIZE:
                     self._compute(pending, found)
@@ -149,7 +151,8 @@ class CachedScorer:
 
         for ref in refs:
             report.images += 1
-            if len(self.cache) + len(batch) >= room and ref.content_hash not in self.cache:
+            cached = ref.content_hash is not None and ref.content_hash in self.cache
+            if len(self.cache) + len(batch) >= room and not cached:
                 report.over_budget += 1
             else:
                 batch.append(ref)
@@ -163,22 +166,24 @@ class CachedScorer:
 
     # ---- internals ------------------------------------------------------------------------------
     def _prepare(self, ref: ImageRef) -> _Prepared:
-        """Cached features when the file is unchanged since indexing, else its key and pixels."""
+        """Cached features when the file is unchanged since indexing, else its key and pixels.
+
+        One open: the size and mtime that vouch for the cached features and the bytes read are
+        those of the same file, whatever is renamed or swapped at that path meanwhile.
+        """
         try:
-            stat = os.stat(ref.path)
+            with self.opener.open(ref.path) as opened:
+                stat = opened.stat
+                unchanged = (stat.st_size, stat.st_mtime_ns) == (ref.size, ref.mtime_ns)
+                if self.cache is not None and ref.content_hash and unchanged:
+                    cached = self.cache.get(ref.content_hash)
+                    if cached is not None:
+                        return _Prepared(cached=cached)
+                data = opened.read_image_bytes(self.opener.max_bytes)
         except FileNotFoundError:
             return _Prepared(error=VANISHED)
-        except OSError as error:
-            return _Prepared(error=f"unreadable: {error.strerror or error}")
-        unchanged = (stat.st_size, stat.st_mtime_ns) == (ref.size, ref.mtime_ns)
-        if self.cache is not None and ref.content_hash and unchanged:
-            cached = self.cache.get(ref.content_hash)
-            if cached is not None:
-                return _Prepared(cached=cached)
-        try:
-            data = Path(ref.path).read_bytes()
-        except FileNotFoundError:
-            return _Prepared(error=VANISHED)
+        except DecodeError as error:
+            return _Prepared(error=f"unreadable: {error.reason}")
         except OSError as error:
             return _Prepared(error=f"unreadable: {error.strerror or error}")
         key = content_hash(data)

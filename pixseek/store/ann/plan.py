@@ -19,12 +19,11 @@ The choice follows the measurements in the project notes (faiss-cpu 1.15, 512-d,
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass
-from typing import Literal
 
-IndexKind = Literal["flat", "ivf", "ivfsq", "ivfpq", "hnsw"]
-INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "ivf", "ivfsq", "ivfpq", "hnsw")
+from pixseek.vocabulary import IndexKind, choices
+
+_TRAINED = frozenset({IndexKind.IVF, IndexKind.IVFSQ, IndexKind.IVFPQ})
 
 FLAT_MAX = 100_000  # above this many vectors an exact scan costs > ~10 ms a query on one core
 MIN_TRAIN_PER_LIST = 39  # FAISS warns below this many training points per centroid
@@ -32,19 +31,18 @@ TRAIN_PER_LIST = 50  # FAISS asks for >= 39; k-means cost grows with points x li
 MAX_TRAIN = 256_000  # more points barely move the centroids
 MAX_NLIST = 4096  # beyond this, assigning vectors to lists dominates build time on a CPU (10M: ~4 min)
 ID_BYTES = 8
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class IndexPlan:
-    kind: IndexKind
+    kind: IndexKind  # never AUTO: a plan is what was chosen
     nlist: int = 0  # IVF lists
     pq_m: int = 0  # PQ sub-quantizers (bytes per vector at 8 bits)
     hnsw_m: int = 32
 
     @property
     def trained(self) -> bool:
-        return self.kind in ("ivf", "ivfsq", "ivfpq")
+        return self.kind in _TRAINED
 
     @property
     def refines(self) -> bool:
@@ -79,18 +77,7 @@ class IndexPlan:
 
     @classmethod
     def from_json(cls, data: dict) -> IndexPlan:
-        return cls(**data)
-
-
-def parse_bytes(text: str | int) -> int:
-    """'8G', '512MB', '1.5g' or a plain number of bytes."""
-    if isinstance(text, int):
-        return text
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"not a size: {text!r} (use e.g. 8G, 512M or a number of bytes)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** "bkmgt".index(unit or "b"))
+        return cls(**{**data, "kind": IndexKind(data["kind"])})
 
 
 def default_memory_budget() -> int:
@@ -126,27 +113,26 @@ def pq_m_for(dim: int, n: int, budget: int) -> int:
     return next(m for m in (8, 4, 2, 1) if dim % m == 0)
 
 
-def choose_plan(n: int, dim: int, memory_budget: int, kind: str = "auto") -> IndexPlan:
+def choose_plan(n: int, dim: int, memory_budget: int, kind: str = IndexKind.AUTO) -> IndexPlan:
     """The index for ``n`` vectors of ``dim`` within ``memory_budget`` bytes (or of ``kind``)."""
-    if kind not in INDEX_KINDS:
-        raise ValueError(f"unknown index type {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
-    if kind == "auto":
+    if kind not in set(IndexKind):
+        raise ValueError(f"unknown index type {kind!r}; choose {choices(IndexKind)}")
+    chosen = IndexKind(kind)
+    if chosen == IndexKind.AUTO:
         raw_fits = n * (4 * dim + 2 * ID_BYTES) <= memory_budget
         if n <= FLAT_MAX and raw_fits:
-            kind = "flat"
+            chosen = IndexKind.FLAT
         elif raw_fits:
-            kind = "ivf"
+            chosen = IndexKind.IVF
         elif n * (dim + ID_BYTES) <= memory_budget:
-            kind = "ivfsq"
+            chosen = IndexKind.IVFSQ
         else:
-            kind = "ivfpq"
-    if kind in ("ivf", "ivfsq", "ivfpq") and n < MIN_TRAIN_PER_LIST:
-        kind = "flat"  # nothing to train on yet
-    if kind == "flat":
-        return IndexPlan("flat")
-    if kind == "hnsw":
-        return IndexPlan("hnsw")
+            chosen = IndexKind.IVFPQ
+    if chosen in _TRAINED and n < MIN_TRAIN_PER_LIST:
+        chosen = IndexKind.FLAT  # nothing to train on yet
+    if chosen in (IndexKind.FLAT, IndexKind.HNSW):
+        return IndexPlan(chosen)
     nlist = nlist_for(n)
-    if kind in ("ivf", "ivfsq"):
-        return IndexPlan(kind, nlist=nlist)
-    return IndexPlan("ivfpq", nlist=nlist, pq_m=pq_m_for(dim, n, memory_budget))
+    if chosen in (IndexKind.IVF, IndexKind.IVFSQ):
+        return IndexPlan(chosen, nlist=nlist)
+    return IndexPlan(IndexKind.IVFPQ, nlist=nlist, pq_m=pq_m_for(dim, n, memory_budget))

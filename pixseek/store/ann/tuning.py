@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import faiss
@@ -18,6 +19,9 @@ import numpy as np
 from pixseek.store.ann.base import BaseIndex, SearchParams
 from pixseek.store.ann.source import VectorSource
 from pixseek.store.ann.topk import merge_top_k
+
+# (parameters, recall@10 measured with them, seconds the measurement took)
+Measured = tuple[SearchParams, float, float]
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +77,17 @@ def _smallest_meeting(
     probe: RecallProbe,
     params: SearchParams,
     field: str,
-    values,
+    values: Sequence[int],
     target: float,
     *,
     within_seconds: float = float("inf"),
-):
+) -> Measured:
     """The first of ``values`` (ascending cost) whose recall meets the target, else the best seen.
 
     The sweep stops early once a setting costs more than ``within_seconds`` (a cheaper solution is
     already known) or recall stops growing (it has reached what this setting family can give:
     sweeping IVF-PQ with a shallow re-ranking up to every list costs minutes at 10M vectors)."""
-    best = None
+    best: Measured | None = None
     previous = -1.0
     for value in values:
         candidate = replace(params, **{field: value})
@@ -93,6 +97,7 @@ def _smallest_meeting(
         if measured >= target or seconds > within_seconds or measured - previous < PLATEAU:
             break
         previous = measured
+    assert best is not None, "no values to sweep"
     return best
 
 
@@ -113,7 +118,7 @@ def tune(base: BaseIndex, source: VectorSource, target: float = 0.95, *, queries
         if plan.kind in ("ivf", "ivfsq"):
             choice = _smallest_meeting(probe, base.params, "nprobe", nprobes, target)
         else:  # the fastest (k_factor, nprobe) pair meeting the target; fewer candidates need more lists
-            options = []
+            options: list[Measured] = []
             for factor in sorted(K_FACTORS, reverse=True):  # deep re-ranking meets it soonest
                 fastest = min((o[2] for o in options if o[1] >= target), default=float("inf"))
                 params = replace(base.params, k_factor=factor)

@@ -197,13 +197,20 @@ function showMessage(kind, title, text) {
 const baseName = (path) => path.split("/").pop();
 const fullName = (image) => `${image.root}/${image.path}`;
 
-// A re-ranked result is ordered by its match probability; the tooltip keeps every score visible.
+// A card shows a number only when it means something on its own: a re-ranked result's match
+// probability, as a percentage. A first-stage cosine (0.21, or -0.04) only ranks the results of one
+// search, so it is left to the tooltip, which keeps every raw score.
+function matchLabel(result) {
+  return result.final_score == null ? null : `${Math.round(result.final_score * 100)}% match`;
+}
+
 function scoreTitle(result) {
+  const similarity = `similarity ${result.score.toFixed(3)} (cosine: it ranks this search's results)`;
   if (result.final_score == null) {
-    return result.rerank_error ? `Similarity score (not re-ranked: ${result.rerank_error})` : "Similarity score";
+    return result.rerank_error ? `Not re-ranked (${result.rerank_error}); ${similarity}` : `Ranked by ${similarity}`;
   }
   const parts = Object.entries(result.rerank_scores).map(([name, p]) => `${name} ${p.toFixed(3)}`);
-  return `Match probability (${parts.join(", ")}); similarity ${result.score.toFixed(3)}`;
+  return `Match probability ${result.final_score.toFixed(3)} (${parts.join(", ")}); ${similarity}`;
 }
 
 function card(result) {
@@ -215,10 +222,9 @@ function card(result) {
         srcset: `${withParams(image.thumbnail_url, { size: 256 })} 1x, ${withParams(image.thumbnail_url, { size: 512 })} 2x`,
         alt: fullName(image), loading: "lazy", decoding: "async", width: 256, height: 256,
       })),
-    h("div", { className: "caption" },
+    h("div", { className: "caption", title: scoreTitle(result) },
       h("span", { className: "name" }, baseName(image.path)),
-      h("span", { className: "score", title: scoreTitle(result) },
-        (result.final_score ?? result.score).toFixed(3))),
+      matchLabel(result) && h("span", { className: "score" }, matchLabel(result))),
     h("button", {
       type: "button", className: "like", "aria-label": `More like ${baseName(image.path)}`,
       onclick: () => run(similarSearch(image)),
@@ -377,9 +383,12 @@ function jobLine(job) {
 
 function renderStatus(status) {
   const collection = status.collection;
+  // The images a search here can return (under the served roots), not the whole collection's count.
+  const searchable = collection ? collection.searchable ?? collection.indexed : 0;
   $("#status").textContent = collection
-    ? [`${collection.indexed.toLocaleString()} images`, baseName(collection.model), status.device].filter(Boolean).join(" · ")
+    ? [`${searchable.toLocaleString()} images`, baseName(collection.model), status.device].filter(Boolean).join(" · ")
     : "Nothing indexed yet";
+  $("#status").title = status.served || "";
   $("#roots").replaceChildren(...Object.keys(status.roots || {}).map((name) => h("option", { value: name })));
   renderRerank(status);
   const jobs = status.jobs || [];

@@ -1,0 +1,67 @@
+"""What the OpenAPI document says about this server in particular, so that it promises no more
+than the server accepts (schemathesis' positive_data_acceptance holds it to that).
+
+The models in schemas.py describe every pixseek server; a given one offers only the re-rankers
+it loaded (``serve --rerank``), reads the upload's ``filters`` part as JSON and its ``file`` part
+as an image. FastAPI generates the document from the models and handlers; these functions narrow
+it once, when it is first asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+
+# Formats every Pillow build reads (HEIF and AVIF need plugins: accepted when present, not promised).
+UPLOAD_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp")
+
+
+def describe_this_server(app: FastAPI, rerankers: Sequence[str]) -> None:
+    """Make ``app.openapi()`` return the document narrowed to this server's choices."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()  # caches it in app.openapi_schema, which is narrowed in place
+            _offer_rerankers(schema["components"]["schemas"]["SearchRequest"], rerankers)
+            _describe_upload(schema, schema["paths"]["/search/image"]["post"]["requestBody"])
+            return schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def offered_reranks(rerankers: Sequence[str]) -> list[str]:
+    """The ``rerank`` values this server accepts: 'none', each loaded re-ranker, 'both' for two."""
+    choices = ["none", *rerankers]
+    if {"bridgetower", "blip2"} <= set(rerankers):
+        choices.append("both")
+    return choices
+
+
+def _offer_rerankers(request: dict[str, Any], rerankers: Sequence[str]) -> None:
+    """Only loaded re-rankers are accepted (others get 400); without any, no request can use
+    ``min_score``, which applies to re-ranking probabilities, so it is not offered either."""
+    properties = request["properties"]
+    properties["rerank"]["anyOf"][0]["enum"] = offered_reranks(rerankers)
+    if not rerankers:
+        properties.pop("min_score", None)
+        properties["rerank"]["description"] += ". This server loaded none (pixseek serve --rerank ...)"
+
+
+def _describe_upload(schema: dict[str, Any], request_body: dict[str, Any]) -> None:
+    """``file`` must be an image (anything else gets 400: not a usable image), and ``filters`` is
+    the Filters object of POST /search sent as a JSON part (or null)."""
+    form = request_body["content"]["multipart/form-data"]
+    body_name = form["schema"]["$ref"].rsplit("/", 1)[-1]
+    properties = schema["components"]["schemas"][body_name]["properties"]
+    properties["filters"] = {
+        "anyOf": [{"$ref": "#/components/schemas/Filters"}, {"type": "null"}],
+        "description": "Filters as in POST /search, as a JSON part",
+    }
+    form["encoding"] = {
+        "file": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)},
+        "filters": {"contentType": "application/json"},
+    }
