@@ -20,6 +20,7 @@ if [ -n "$folder" ]; then folder=$(cd "$folder" && pwd); fi
 EXTRAS=dev bash scripts/install.sh
 export PATH="$(pwd)/.venv/bin:$PATH"
 export PIXSEEK_DATA_DIR=${PIXSEEK_DATA_DIR:-$(pwd)/.data}
+export HF_HUB_DISABLE_PROGRESS_BARS=1  # transformers' own bars (saving the demo checkpoint)
 folder=${folder:-$(python -c "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data'))")}
 
 if [ -z "${PIXSEEK_MODEL:-}" ]; then

@@ -221,6 +221,6 @@ def progress_bar(show: bool, label: str = "indexing") -> tuple[Progress, Callabl
 def print_reasons(console: Console, label: str, items: list[tuple[str, str]], more: str = "") -> None:
     """The first 20 (path, reason) pairs, then how many more there are."""
     for path, reason in items[:20]:
-        console.print(f"  {label}: {path}: {reason}")
+        console.print(f"  {label}: {path}: {reason}", soft_wrap=True)
     if len(items) > 20:
-        console.print(f"  ... and {len(items) - 20} more{more}")
+        console.print(f"  ... and {len(items) - 20} more{more}", soft_wrap=True)

@@ -52,11 +52,12 @@ app = typer.Typer()
 
 
 def print_report(console: Console, report: IndexReport, suffix: str = "") -> None:
-    console.print(
+    console.print(  # one line however narrow the terminal or a log: soft_wrap
         f"{plural(report.scanned, 'file')}: {report.embedded} embedded "
         f"({report.images_per_second:.1f} img/s), "
         f"{report.unchanged} unchanged, {report.moved} moved, {plural(report.copied, 'copy', 'copies')} "
-        f"reused, {report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s{suffix}"
+        f"reused, {report.removed} removed, {len(report.failed)} failed in {report.seconds:.1f}s{suffix}",
+        soft_wrap=True,
     )
     print_reasons(console, "failed", report.failed, " (see `pixseek status`)")
     print_reasons(console, "skipped", report.unreadable)
