@@ -208,3 +208,19 @@ def test_follow_symlinks_false_skips_links_out_of_the_root(tmp_path: Path) -> No
     confined = {entry.path.name for entry in walk_images([root], follow_symlinks=False)}
     assert followed == {"own.png", "secret.png"}  # link-dir/secret.png; link.png is the same file
     assert confined == {"own.png"}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.timeout(20)
+def test_an_extensionless_file_swapped_for_a_fifo_does_not_hang_the_walk(tmp_path: Path) -> None:
+    """The walk stats an extension-less file, then opens it to sniff its format: a FIFO swapped in
+    between (simulated by passing the regular file's stat) must not block that open."""
+    from pixseek.indexer.walker import _is_candidate
+
+    export = tmp_path / "export"
+    export.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    regular = export.stat()
+    assert _is_candidate(str(export), export.name, regular)
+    export.unlink()
+    os.mkfifo(export)
+    assert not _is_candidate(str(export), export.name, regular)

@@ -200,8 +200,13 @@ def _is_candidate(path: str, name: str, st: os.stat_result) -> bool:
     if st.st_size == 0:
         return False
     try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
+        # Non-blocking, then checked on the descriptor: a FIFO swapped in since the listing would
+        # block a plain open (and the walk) until a writer comes.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            head = os.read(fd, SNIFF_BYTES) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        finally:
+            os.close(fd)
     except OSError as exc:
         log.debug("skipping unreadable file %s: %s", path, exc)
         return False
