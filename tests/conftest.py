@@ -108,6 +108,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def cli_env(tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment a CLI test runs in: a private data dir, the tiny CLIP, fp32. Returns the data dir."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("PIXSEEK_DATA_DIR", str(data))
+    monkeypatch.setenv("PIXSEEK_MODEL", str(clip_dir))
+    monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
+    return data
+
+
+@pytest.fixture
 def settings(tmp_path: Path, clip_dir: Path) -> Settings:
     """Library settings on a private data dir with the tiny CLIP checkpoint, fp32 for exact checks."""
     return Settings(

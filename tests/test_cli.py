@@ -13,31 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from cli_runner import cli, runner
 from pixseek.cli import app
 from pixseek.config import Settings
 from pixseek.library import Library
 
-runner = CliRunner(env={"COLUMNS": "300"})  # wide enough that table cells do not fold
 
-
-@pytest.fixture
-def env(tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("PIXSEEK_DATA_DIR", str(data))
-    monkeypatch.setenv("PIXSEEK_MODEL", str(clip_dir))
-    monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
-    return data
-
-
-def cli(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
-
-
-def test_index_search_status_rm_reindex(env: Path, photos: Path) -> None:
+def test_index_search_status_rm_reindex(cli_env: Path, photos: Path) -> None:
     summary = json.loads(cli("index", str(photos), "--json"))
     assert summary["embedded"] >= 25 and summary["failed"]
     hits = json.loads(cli("search", "a cat on a sofa", "-k", "4", "--json"))
@@ -73,14 +56,14 @@ def test_index_search_status_rm_reindex(env: Path, photos: Path) -> None:
         (["-c", "bad/name", "status"], "invalid collection name"),
     ],
 )
-def test_user_errors_are_one_line_without_traceback(env: Path, args: list[str], message: str) -> None:
+def test_user_errors_are_one_line_without_traceback(cli_env: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_help_explains_commands(env: Path) -> None:
+def test_help_explains_commands(cli_env: Path) -> None:
     top = cli("--help")
     for command in ("index", "search", "status", "rm", "reindex", "drop"):
         assert command in top

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_runner import cli, runner
 from pixseek.api.config import ServerSettings
 from pixseek.cli import app
 from pixseek.cli.serving import _with_default_roots
 
-runner = CliRunner(env={"COLUMNS": "300"})
 COMMANDS = ("index", "watch", "search", "status", "rm", "reindex", "drop", "serve", "eval", "train")
 
 
@@ -29,12 +28,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
     monkeypatch.delenv("PIXSEEK_MODEL", raising=False)
     return tmp_path / "data"
-
-
-def cli(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, [str(arg) for arg in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def test_global_options_work_after_the_command_too(env: Path, clip_dir: Path, photos: Path) -> None:

@@ -9,15 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_runner import cli, runner
 from pixseek.cli import app
 from pixseek.config import Settings
 from pixseek.library import Library, SearchFilters
 from pixseek.store.database import open_database
 from test_indexer import CountingEncoder, assert_consistent, run_index
 
-runner = CliRunner(env={"COLUMNS": "300"})
 METADATA = ("format", "width", "height", "taken_at", "camera", "orientation", "gps_lat", "gps_lon")
 
 
@@ -25,20 +24,6 @@ METADATA = ("format", "width", "height", "taken_at", "camera", "orientation", "g
 def library(settings: Settings):
     with Library(settings) as library:
         yield library
-
-
-@pytest.fixture
-def env(tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PIXSEEK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PIXSEEK_MODEL", str(clip_dir))
-    monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
-    return tmp_path / "data"
-
-
-def cli(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def _metadata(library: Library, path: Path) -> tuple:
@@ -136,7 +121,7 @@ def test_migration_backfills_metadata_of_copies_indexed_before_the_fix(tmp_path:
     assert rows["/lonely.png"] == (None, None, None, None)
 
 
-def test_rm_keeps_a_folder_out_until_undone(env: Path, photos: Path) -> None:
+def test_rm_keeps_a_folder_out_until_undone(cli_env: Path, photos: Path) -> None:
     cli("index", str(photos))
     before = json.loads(cli("status", "--json"))["collections"][0]
     assert before["roots"] == [str(photos)]
@@ -163,7 +148,7 @@ def test_rm_keeps_a_folder_out_until_undone(env: Path, photos: Path) -> None:
     assert json.loads(cli("status", "--json"))["collections"][0]["excluded"] == []
 
 
-def test_rm_of_a_path_that_matches_nothing_says_so(env: Path, photos: Path) -> None:
+def test_rm_of_a_path_that_matches_nothing_says_so(cli_env: Path, photos: Path) -> None:
     cli("index", str(photos))
     result = runner.invoke(app, ["rm", str(photos / "no-such-folder")])
     assert result.exit_code == 2 and "nothing in collection 'default' at" in result.output

@@ -6,29 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from pixseek.cli import app
-
-runner = CliRunner(env={"COLUMNS": "300"})
+from cli_runner import cli
 
 
-@pytest.fixture
-def env(tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PIXSEEK_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PIXSEEK_MODEL", str(clip_dir))
-    monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
-    return tmp_path / "data"
-
-
-def cli(*args: str, code: int = 0) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == code, result.output
-    return result.output
-
-
-def test_hnsw_rebuild_search_and_remove(env: Path, photos: Path) -> None:
+def test_hnsw_rebuild_search_and_remove(cli_env: Path, photos: Path) -> None:
     cli("index", str(photos), "--json")
     exact = json.loads(cli("search", "a cat", "-k", "5", "--json"))
     assert json.loads(cli("status", "--json"))["collections"][0]["index_type"] == "flat"
@@ -46,7 +27,7 @@ def test_hnsw_rebuild_search_and_remove(env: Path, photos: Path) -> None:
     cli("rm", str(removed))
     after = json.loads(cli("search", "a cat", "-k", "5", "--json"))
     assert exact[0]["id"] not in [hit["id"] for hit in after] and len(after) == 5
-    manifest = json.loads((env / "indexes" / "default" / "manifest.json").read_text())
+    manifest = json.loads((cli_env / "indexes" / "default" / "manifest.json").read_text())
     assert manifest["base"]["plan"]["kind"] == "hnsw"
     # `rm` keeps the file out of later runs; once let back in, indexing the folder again (the file
     # is still on disk) brings it back through the delta.
@@ -59,7 +40,7 @@ def test_hnsw_rebuild_search_and_remove(env: Path, photos: Path) -> None:
     assert removed.as_posix() in [hit["path"] for hit in again]
 
 
-def test_bad_index_options_are_one_line_errors(env: Path, photos: Path) -> None:
+def test_bad_index_options_are_one_line_errors(cli_env: Path, photos: Path) -> None:
     assert "'annoy' is not one of 'auto', 'flat'" in cli(
         "index", str(photos), "--index-type", "annoy", code=2
     )

@@ -5,28 +5,24 @@ Names are imported on first use, so that the presets (help texts, settings) cost
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pixseek.embedding.presets import ENCODER_PRESETS
+from pixseek.lazy import lazy_attributes
 
-_LAZY = {
-    "DualEncoder": "pixseek.embedding.encoder",
-    "Encoder": "pixseek.embedding.encoder",
-    "ModelLoadError": "pixseek.embedding.checkpoint",
-    "load_encoder": "pixseek.embedding.encoder",
-}
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "DualEncoder": "pixseek.embedding.encoder",
+        "Encoder": "pixseek.embedding.encoder",
+        "ModelLoadError": "pixseek.embedding.checkpoint",
+        "load_encoder": "pixseek.embedding.encoder",
+    },
+)
 
 if TYPE_CHECKING:
     from pixseek.embedding.checkpoint import ModelLoadError
     from pixseek.embedding.encoder import DualEncoder, Encoder, load_encoder
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
 
 
 __all__ = ["ENCODER_PRESETS", "DualEncoder", "Encoder", "ModelLoadError", "load_encoder"]

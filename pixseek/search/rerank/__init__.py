@@ -6,23 +6,26 @@ transformers) only by a search that re-ranks.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pixseek.lazy import lazy_attributes
 from pixseek.search.rerank.presets import RERANKER_KINDS, RERANKER_PRESETS
 
-_LAZY = {
-    "BATCH_SIZE": "pixseek.search.rerank.base",
-    "Reranker": "pixseek.search.rerank.base",
-    "FeatureCache": "pixseek.search.rerank.cache",
-    "load_reranker": "pixseek.search.rerank.loader",
-    "RerankedSearch": "pixseek.search.rerank.pipeline",
-    "rerank_hits": "pixseek.search.rerank.pipeline",
-    "rerank_search": "pixseek.search.rerank.pipeline",
-    "CachedScorer": "pixseek.search.rerank.scorer",
-    "FillReport": "pixseek.search.rerank.scorer",
-    "ImageRef": "pixseek.search.rerank.scorer",
-}
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "BATCH_SIZE": "pixseek.search.rerank.base",
+        "Reranker": "pixseek.search.rerank.base",
+        "FeatureCache": "pixseek.search.rerank.cache",
+        "load_reranker": "pixseek.search.rerank.loader",
+        "RerankedSearch": "pixseek.search.rerank.pipeline",
+        "rerank_hits": "pixseek.search.rerank.pipeline",
+        "rerank_search": "pixseek.search.rerank.pipeline",
+        "CachedScorer": "pixseek.search.rerank.scorer",
+        "FillReport": "pixseek.search.rerank.scorer",
+        "ImageRef": "pixseek.search.rerank.scorer",
+    },
+)
 
 if TYPE_CHECKING:
     from pixseek.search.rerank.base import BATCH_SIZE, Reranker
@@ -30,13 +33,6 @@ if TYPE_CHECKING:
     from pixseek.search.rerank.loader import load_reranker
     from pixseek.search.rerank.pipeline import RerankedSearch, rerank_hits, rerank_search
     from pixseek.search.rerank.scorer import CachedScorer, FillReport, ImageRef
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [
