@@ -1,124 +1,123 @@
-"""One entry point for the CLI, the API and library users: settings in, store, index and model out.
+"""The service every front end calls: the CLI, the API, the watcher, evaluation and library users.
+Settings in; the store, the vector index, the model and searches out.
 
 It owns the rule that a collection is bound to one model: indexing creates or checks the binding,
 every later command (index, watch, search, serve) uses the model the collection was built with
-unless told otherwise, and another model is refused.
+unless told otherwise, and another model is refused. It holds the search flow (first stage, and
+re-ranking when asked for) once, so the CLI and the API cannot drift apart.
 
-Heavy modules (torch, transformers, the re-rankers) are imported by the methods that need them, so
-that commands which never run a model (``status``, ``rm``, ``--help``) start in a fraction of a
-second.
+Heavy modules (torch, transformers, faiss, the re-rankers) are imported by the methods that need
+them, so that commands which never run a model (``status``, ``rm``, ``--help``) start in a fraction
+of a second. The pieces live in :mod:`pixseek.service`; front ends import only this module, its
+result types (re-exported here) and :mod:`pixseek.vocabulary`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pixseek.config import DEFAULT_MODEL, Settings, parse_bytes
+from pixseek.config import DEFAULT_MODEL, Settings
 from pixseek.errors import NotFoundError, PixseekError
-from pixseek.indexer.walker import is_under, refuse_excluded
-from pixseek.store.models import FOLDER_EXCLUDED, FOLDER_ROOT
-from pixseek.store.repository import (
-    ChangeBatch,
-    CollectionInfo,
-    CollectionMismatchError,
-    SearchFilters,
-    Store,
-)
-from pixseek.vocabulary import RerankChoice, choices
+from pixseek.indexer.walker import refuse_excluded
+from pixseek.lazy import lazy_attributes
+from pixseek.service import folders, index_files, reranking, searching, summary
+from pixseek.service.folders import Removal
+from pixseek.service.images import IndexedImage, indexed_image
+from pixseek.service.searching import SearchOutcome
+from pixseek.service.store import open_store
+from pixseek.service.summary import CollectionSummary, LiveCollection
+from pixseek.store.database import DatabaseError
+from pixseek.store.records import CollectionInfo, SearchFilters
+from pixseek.store.repository import CollectionMismatchError, Store
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from pixseek.embedding import DualEncoder
-    from pixseek.indexer.pipeline import Indexer
+    from pixseek.indexer.pipeline import Indexer, IndexReport
+    from pixseek.indexer.watch import Watcher, WatcherState, WatchOptions
     from pixseek.media.files import FileOpener
     from pixseek.search.rerank import CachedScorer, FillReport, RerankedSearch
     from pixseek.search.searcher import Searcher, SearchHit
-    from pixseek.store.vector_index import IndexOptions, VectorIndex
+    from pixseek.service.serving import Serving
+    from pixseek.store.vector_index import VectorIndex
 
+__all__ = [
+    "CollectionMismatchError",
+    "CollectionSummary",
+    "DatabaseError",
+    "FillReport",
+    "IndexReport",
+    "IndexedImage",
+    "Library",
+    "LiveCollection",
+    "Removal",
+    "RerankedSearch",
+    "SearchFilters",
+    "SearchHit",
+    "SearchOutcome",
+    "WatchOptions",
+    "Watcher",
+    "WatcherState",
+]
+
+# Types of heavy modules the front ends name: importable from here, loaded on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "FillReport": "pixseek.search.rerank.scorer",
+        "IndexReport": "pixseek.indexer.pipeline",
+        "Watcher": "pixseek.indexer.watch",
+        "WatcherState": "pixseek.indexer.watch",
+        "WatchOptions": "pixseek.indexer.watch",
+        "RerankedSearch": "pixseek.search.rerank.pipeline",
+        "SearchHit": "pixseek.search.searcher",
+    },
+)
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-# Candidates re-ranked per text query unless rerank_k says otherwise. On a CPU, cached BLIP-2 costs
-# ~60 ms a pair in bf16 (docs/benchmarks.md), so 50 keeps a query within a few seconds; on CUDA the
-# 128 of BLIP-2's own retrieval evaluation costs well under a second.
-DEFAULT_RERANK_K = {"cpu": 50, "cuda": 128}
-
-
-@dataclass(frozen=True)
-class CollectionSummary:
-    """One collection as ``pixseek status`` reports it."""
-
-    name: str
-    model: str
-    fingerprint: str
-    dim: int
-    precision: str
-    indexed: int
-    failed: int
-    last_indexed: datetime | None
-    index_dir: str
-    index: dict  # type, factory, params, measured_recall, bytes (store.vector_index.describe_saved)
-    roots: list[str]
-    excluded: list[str]
-    failures: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    """The hits of one search, best first; with re-ranking, what it scored and dropped."""
-
-    hits: list[SearchHit]
-    rerankers: tuple[str, ...]  # the re-rankers that ordered the hits, () for a first-stage search
-    reranked: RerankedSearch | None = None
-
-
-@dataclass(frozen=True)
-class Removal:
-    """What :meth:`Library.remove` did: images that left the collection, paths now kept out."""
-
-    removed: int
-    excluded: list[str]
 
 
 class Library:
-    def __init__(self, settings: Settings | None = None, *, background_maintenance: bool = False):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        background_maintenance: bool = False,
+        serving: bool = False,
+        opener: FileOpener | None = None,
+    ):
         """``background_maintenance``: long-running processes (server, watcher) rebuild the vector
-        index's base in a thread while serving; a CLI run rebuilds it before it exits."""
+        index's base in a thread while serving; a CLI run rebuilds it before it exits.
+        ``serving``: a server's library, which shares one searcher, its batchers and the re-rankers
+        it was started with between request threads, and offers only those re-rankers (it implies
+        background maintenance). ``opener``: how image files are read (a server's is confined to its
+        library roots); default: anywhere, up to the configured ``max_file_size``."""
         self.settings = settings or Settings()
-        self.background_maintenance = background_maintenance
+        self.background_maintenance = background_maintenance or serving
         if not _COLLECTION_NAME.match(self.settings.collection):
             raise PixseekError(
                 f"invalid collection name {self.settings.collection!r}: use letters, digits, '_', '.', '-'"
             )
+        self._opener = opener
         self._vectors: VectorIndex | None = None
+        self._serving: Serving | None = None
+        if serving:
+            from pixseek.service.serving import Serving
+
+            self._serving = Serving(self)
 
     @functools.cached_property
     def store(self) -> Store:
-        if not self.settings.database_url:  # the default SQLite file lives in the data directory
-            self._writable_data_dir()
-        return Store.open(self.settings.resolved_database_url)
-
-    def _writable_data_dir(self) -> None:
-        """An unwritable data directory is a setting to fix, not a traceback from deep in SQLite."""
-        folder = self.settings.data_dir
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise PixseekError(
-                f"cannot create the data directory {folder}: {error.strerror or error}; choose another "
-                "with --data-dir or PIXSEEK_DATA_DIR"
-            ) from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise PixseekError(
-                f"the data directory {folder} is not writable; choose another with --data-dir or "
-                "PIXSEEK_DATA_DIR"
-            )
+        return open_store(self.settings)
 
     def close(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
         if "store" in self.__dict__:
             self.store.close()
 
@@ -145,7 +144,6 @@ class Library:
         )
 
     def collection(self) -> CollectionInfo:
-        """The existing collection; searching an empty library is an error with a next step."""
         info = self.store.collection(self.settings.collection)
         if info is None:
             raise NotFoundError(
@@ -175,13 +173,11 @@ class Library:
     # ---- the folders a collection was indexed from, and those `rm` keeps out --------------------
     def roots(self, collection: CollectionInfo | None = None) -> list[str]:
         """Folders the collection was indexed from (``serve`` serves these when given no --root)."""
-        collection = collection or self.store.collection(self.settings.collection)
-        return self.store.folders(collection.id, FOLDER_ROOT) if collection else []
+        return folders.roots(self.store, collection or self.store.collection(self.settings.collection))
 
     def exclusions(self, collection: CollectionInfo | None = None) -> list[str]:
         """Paths ``pixseek rm`` removed: index, watch and serve keep them out."""
-        collection = collection or self.store.collection(self.settings.collection)
-        return self.store.folders(collection.id, FOLDER_EXCLUDED) if collection else []
+        return folders.exclusions(self.store, collection or self.store.collection(self.settings.collection))
 
     def check_index_paths(self, paths: Sequence[Path]) -> None:
         """Before a model loads: every path exists and none is kept out by ``pixseek rm``."""
@@ -194,77 +190,34 @@ class Library:
         """Images at or under ``paths`` leave the collection (files stay on disk), and the paths are
         kept out of later runs. A path that matches nothing is an error, and then nothing changes."""
         collection = self.collection()
-        absolute = [os.path.abspath(path) for path in paths]
-        rows = {path: self.store.known_files(collection.id, [path]) for path in absolute}
-        unmatched = [str(given) for given, path in zip(paths, absolute, strict=True) if not rows[path]]
-        if unmatched:
-            raise NotFoundError(
-                f"nothing in collection {collection.name!r} at {', '.join(unmatched)}; nothing removed "
-                "(`pixseek status` lists what is kept out)"
-            )
-        ids = sorted({row.id for known in rows.values() for row in known.values()})
         vectors = self.vectors(collection)
-        changes = self.store.apply(collection.id, ChangeBatch(deleted=ids))
-        vectors.update(changes.added_ids, changes.added_vectors, changes.removed_ids, changes.generation)
-        vectors.save(self.index_path(collection))
-        self.store.add_folders(collection.id, FOLDER_EXCLUDED, absolute)
-        return Removal(removed=len(ids), excluded=absolute)
+        return folders.remove(self.store, collection, vectors, self.index_path(collection), paths)
 
     def let_back(self, paths: Sequence[Path | str]) -> list[str]:
         """Undo :meth:`remove`'s exclusion of ``paths`` (and of anything under them): the next index
         run adds their images again. Returns the exclusions lifted."""
-        collection = self.collection()
-        wanted = [os.path.abspath(path) for path in paths]
-        lifted = [path for path in self.exclusions(collection) if any(is_under(path, w) for w in wanted)]
-        if not lifted:
-            given = ", ".join(map(str, paths))
-            raise NotFoundError(f"{given} is not kept out of collection {collection.name!r}")
-        self.store.remove_folders(collection.id, FOLDER_EXCLUDED, lifted)
-        return lifted
+        return folders.let_back(self.store, self.collection(), paths)
 
     def status(self) -> list[CollectionSummary]:
         """Every collection: model, counts, failures, index, roots and exclusions (no model load)."""
-        from pixseek.store.vector_index import describe_saved
+        return summary.summaries(self.store, self.index_path)
 
-        summaries = []
-        for info in self.store.collections():
-            stats = self.store.stats(info.id)
-            summaries.append(
-                CollectionSummary(
-                    name=info.name,
-                    model=info.model_id,
-                    fingerprint=info.model_fingerprint,
-                    dim=info.dim,
-                    precision=info.precision,
-                    indexed=stats.indexed,
-                    failed=stats.failed,
-                    last_indexed=stats.last_indexed,
-                    index_dir=str(self.index_path(info)),
-                    index=describe_saved(self.index_path(info)),
-                    roots=self.roots(info),
-                    excluded=self.exclusions(info),
-                    failures=self.store.failures(info.id),
-                )
-            )
-        return summaries
+    def live_collection(self) -> LiveCollection | None:
+        """The configured collection with its loaded index (loading it if need be), or None before
+        anything is indexed: what a server's status reports."""
+        collection = self.store.collection(self.settings.collection)
+        return None if collection is None else summary.live(self.store, collection, self.vectors(collection))
+
+    def drop(self, name: str) -> None:
+        """Delete collection ``name``, its recorded folders and its vector index (files stay)."""
+        if not self.store.drop_collection(name):
+            raise NotFoundError(f"no collection {name!r}")
+        index_files.delete(self.index_path(name))
 
     # ---- vector index ------------------------------------------------------------------------
     def index_path(self, collection: CollectionInfo | str) -> Path:
         name = collection if isinstance(collection, str) else collection.name
         return self.settings.index_dir / name
-
-    def index_options(self) -> IndexOptions:
-        from pixseek.store.ann.base import SearchParams
-        from pixseek.store.vector_index import IndexOptions
-
-        s = self.settings
-        return IndexOptions(
-            kind=s.index_type,
-            memory_budget=parse_bytes(s.memory_budget) if s.memory_budget else None,
-            recall_target=s.recall_target,
-            overrides=SearchParams(nprobe=s.nprobe, ef_search=s.ef_search, k_factor=s.k_factor),
-            background=self.background_maintenance,
-        )
 
     @property
     def loaded_vectors(self) -> VectorIndex | None:
@@ -279,26 +232,16 @@ class Library:
 
     def open_vectors(self, collection: CollectionInfo) -> tuple[VectorIndex, int, int]:
         """(Re)load the index from disk and bring it in step with SQL: (index, added, removed)."""
-        from pixseek.store.ann.source import StoreVectors
-        from pixseek.store.vector_index import VectorIndex
-
-        vectors = VectorIndex.load(
-            self.index_path(collection),
-            collection.dim,
-            source=StoreVectors(self.store, collection.id, collection.dim),
-            options=self.index_options(),
+        options = index_files.index_options(self.settings, self.background_maintenance)
+        vectors, added, removed = index_files.load(
+            self.store, collection, self.index_path(collection), options
         )
-        added, removed = vectors.reconcile(self.store, collection)
-        if added or removed:
-            vectors.save(self.index_path(collection))
         self._vectors = vectors
         return vectors, added, removed
 
     def rebuild_vectors(self, collection: CollectionInfo) -> VectorIndex:
-        from pixseek.store.vector_index import VectorIndex
-
-        self._vectors = VectorIndex.rebuild(self.store, collection, self.index_options())
-        self._vectors.save(self.index_path(collection))
+        options = index_files.index_options(self.settings, self.background_maintenance)
+        self._vectors = index_files.rebuild(self.store, collection, self.index_path(collection), options)
         return self._vectors
 
     def save_vectors(self, collection: CollectionInfo) -> None:
@@ -316,22 +259,9 @@ class Library:
         vectors.save(self.index_path(collection))
         return rebuilt
 
-    def drop(self, name: str) -> None:
-        """Delete collection ``name``, its recorded folders and its vector index (files stay)."""
-        import shutil
-
-        from pixseek.store.vector_index import VectorIndex
-
-        if not self.store.drop_collection(name):
-            raise NotFoundError(f"no collection {name!r}")
-        shutil.rmtree(self.index_path(name), ignore_errors=True)
-        for path in VectorIndex.legacy_paths(self.index_path(name)):
-            path.unlink(missing_ok=True)
-
-    # ---- the two jobs ------------------------------------------------------------------------
+    # ---- indexing ----------------------------------------------------------------------------
     def indexer(self, encoder: DualEncoder, opener: FileOpener | None = None) -> Indexer:
-        """``opener``: how files are read (a server passes one confined to its library roots);
-        default: anywhere, up to the configured ``max_file_size``."""
+        """``opener``: how files are read; default: :meth:`file_opener`."""
         from pixseek.indexer.pipeline import Indexer
 
         collection = self.collection_for(encoder)
@@ -347,15 +277,32 @@ class Library:
             opener=opener or self.file_opener(),
         )
 
+    def ray_indexer(self, encoder: DualEncoder, address: str | None, actors: int | None) -> Indexer:
+        """The ``--ray`` counterpart of :meth:`indexer`: same rules, files prepared on Ray actors."""
+        from pixseek.distributed.ray_indexing import ray_indexer
+
+        return ray_indexer(self, encoder, address=address, actors=actors)
+
+    def check_watch_paths(self, paths: Sequence[Path]) -> None:
+        """Before a model loads: every path to watch is an existing folder."""
+        from pixseek.indexer.watch import check_roots
+
+        check_roots(paths)
+
     def file_opener(self) -> FileOpener:
-        """Reads image files anywhere (following symlinks) up to the configured ``max_file_size``."""
+        """How this library reads image files: the opener it was given, else one that reads
+        anywhere (following symlinks) up to the configured ``max_file_size``."""
         from pixseek.media.files import FileOpener
 
-        return FileOpener(max_bytes=self.settings.max_file_bytes)
+        return self._opener or FileOpener(max_bytes=self.settings.max_file_bytes)
 
+    # ---- search ------------------------------------------------------------------------------
     def searcher(self, model: str | None = None) -> Searcher:
+        """A first-stage searcher of the collection (a serving library's is shared and batched)."""
         from pixseek.search.searcher import Searcher
 
+        if self._serving is not None and model is None:
+            return self._serving.searcher()
         collection = self.collection()
         encoder = functools.cache(lambda: self.encoder_for(collection, model))
         return Searcher(self.store, collection, self.vectors(collection), encoder)
@@ -364,97 +311,79 @@ class Library:
         self,
         query: str | None = None,
         *,
-        image: Path | None = None,
+        image: Path | Image.Image | None = None,
         like: str | int | None = None,
         k: int = 10,
+        depth: int | None = None,
         filters: SearchFilters | None = None,
         rerank: str | None = None,
+        rerank_k: int | None = None,
         min_score: float | None = None,
         model: str | None = None,
     ) -> SearchOutcome:
-        """One search by text, by an image file or by an indexed image (exactly one of them). Text
-        queries are re-ranked when ``rerank`` (default: the setting) names re-rankers; a match
-        probability cut (``min_score``) needs them."""
+        """One search by text, by an image (a file, or a decoded image such as an upload) or by an
+        indexed image: exactly one of them. Text queries are re-ranked when ``rerank`` (default: the
+        setting) names re-rankers; a match probability cut (``min_score``) needs them. ``depth``:
+        for a page further down, how far the results go (see :mod:`pixseek.service.searching`)."""
         if sum(mode is not None for mode in (query, image, like)) != 1:
             raise PixseekError("give exactly one of: a text query, --image PATH or --like ID_OR_PATH")
         kinds = self.rerank_kinds(rerank) if query is not None else ()
         if min_score is not None and not kinds:
             raise PixseekError(
-                "--min-score cuts on the re-rankers' match probability: add --rerank to a text query"
+                "a minimum match probability (--min-score, min_score) cuts on the re-rankers' scores: "
+                "ask for a re-ranker (--rerank, rerank) with a text query"
             )
-        searcher = self.searcher(model)
-        if query is not None and kinds:
-            from pixseek.search.rerank import rerank_search
+        searcher = self.searcher(model)  # before any re-ranker loads: no collection is said at once
+        if query is None or not kinds:
+            hits = searching.first_stage(
+                searcher, query=query, image=image, like=like, k=k, depth=depth, filters=filters
+            )
+            return SearchOutcome(hits, ())
+        scorers = self._serving.scorers(kinds) if self._serving else [self.scorer(kind) for kind in kinds]
+        lock = self._serving.rerank_lock if self._serving else contextlib.nullcontext()
+        rerank_k = rerank_k or self.rerank_k
+        result = searching.reranked(
+            searcher,
+            query,
+            scorers,
+            lock,
+            k=k,
+            depth=depth,
+            rerank_k=rerank_k,
+            min_score=min_score,
+            filters=filters,
+        )
+        return SearchOutcome(result.hits, kinds, result, rerank_k)
 
-            result = rerank_search(
-                searcher,
-                query,
-                [self.scorer(kind) for kind in kinds],
-                k=k,
-                rerank_k=self.rerank_k,
-                min_score=min_score,
-                filters=filters,
-            )
-            return SearchOutcome(result.hits, kinds, result)
-        if query is not None:
-            return SearchOutcome(searcher.by_text(query, k, filters), ())
-        if image is not None:
-            return SearchOutcome(searcher.by_image_file(image, k, filters), ())
-        assert like is not None  # exactly one mode, checked above
-        return SearchOutcome(searcher.like(like, k, filters), ())
+    def indexed_image(self, image_id: int) -> IndexedImage:
+        """Image ``image_id`` if it is indexed in the collection, else NotFoundError."""
+        collection = self._serving.searcher().collection if self._serving else self.collection()
+        return indexed_image(self.store, collection, image_id)
+
+    @property
+    def serving(self) -> Serving:
+        """A serving library's shared model, searcher and re-rankers (and its indexing with them);
+        PixseekError if this library was not created with ``serving=True``."""
+        if self._serving is None:
+            raise PixseekError("this library is not serving: create it with Library(..., serving=True)")
+        return self._serving
 
     # ---- re-ranking ---------------------------------------------------------------------------
     def rerank_kinds(self, choice: str | None = None) -> tuple[str, ...]:
         """The re-rankers a ``--rerank`` choice (default: the setting) names, in a fixed order."""
-        from pixseek.search.rerank.presets import RERANKER_KINDS
-
-        choice = choice or self.settings.rerank
-        if choice not in set(RerankChoice):
-            raise PixseekError(f"unknown re-ranker {choice!r}; choose {choices(RerankChoice)}")
-        if choice == RerankChoice.NONE:
-            return ()
-        if choice == RerankChoice.BOTH:
-            return RERANKER_KINDS
-        return (RerankChoice(choice),)
+        return reranking.kinds(choice or self.settings.rerank)
 
     @property
     def rerank_k(self) -> int:
-        from pixseek.embedding.runtime import resolve_device
-
-        if self.settings.rerank_k is not None:
-            return self.settings.rerank_k
-        return DEFAULT_RERANK_K[resolve_device(self.settings.device).type]
+        return reranking.default_k(self.settings)
 
     def scorer(self, kind: str, opener: FileOpener | None = None) -> CachedScorer:
         """The re-ranker of ``kind`` from its configured checkpoint, with its feature cache; it reads
         candidate files through ``opener`` (default: :meth:`file_opener`)."""
-        from pixseek.search.rerank import CachedScorer, FeatureCache, load_reranker
-
-        name = self.settings.bridgetower_model if kind == "bridgetower" else self.settings.blip2_model
-        reranker = load_reranker(kind, name, device=self.settings.device, precision=self.settings.precision)
-        cache = None
-        if self.settings.rerank_cache_mb > 0:
-            cache = FeatureCache(
-                self.settings.rerank_cache_dir / reranker.features_id,
-                self.settings.rerank_cache_mb * 2**20,
-                reranker.feature_shape,
-                reranker.feature_dtype,
-            )
-        return CachedScorer(reranker, cache, opener or self.file_opener())
+        return reranking.load_scorer(self.settings, kind, opener or self.file_opener())
 
     def fill_rerank_cache(
         self, scorer: CachedScorer, progress: Callable[[int, int], None] | None = None
     ) -> FillReport:
         """Cache ``scorer``'s image features for the collection's images, up to its byte budget."""
-        from pixseek.search.rerank import BATCH_SIZE, ImageRef
-
-        if scorer.cache is None:
-            raise PixseekError("the re-ranker cache is off (rerank_cache_mb is 0); nothing to fill")
-        ids = self.store.indexed_ids(self.collection().id).tolist()
-
-        def refs() -> Iterator[ImageRef]:
-            for start in range(0, len(ids), 8 * BATCH_SIZE):
-                for record in self.store.images(ids[start : start + 8 * BATCH_SIZE]).values():
-                    yield ImageRef.from_record(record)
-
-        return scorer.fill(refs(), len(ids), progress)
+        return reranking.fill_cache(self.store, self.collection, scorer, progress)

@@ -39,6 +39,28 @@ class RerankChoice(StrEnum):
     BOTH = "both"
 
 
+# What a blank text query consists of: the API's schema (as a regex class), its check and the
+# searcher agree on it (str.strip() alone would also call "\x1c" or "\x85" blank).
+QUERY_BLANKS = " \t\n\r\f\v"
+
+# Short names for the public checkpoints users ask for, so ``--model altclip-m9`` just works.
+ENCODER_PRESETS: dict[str, str] = {
+    "clip": "openai/clip-vit-base-patch32",
+    "clip-b16": "openai/clip-vit-base-patch16",
+    "clip-l14": "openai/clip-vit-large-patch14",
+    "altclip": "BAAI/AltCLIP",
+    "altclip-m9": "BAAI/AltCLIP-m9",
+}
+# The re-rankers' public checkpoints (``--bridgetower-model``, ``--blip2-model`` take these names).
+RERANKER_PRESETS: dict[str, str] = {
+    "bridgetower": "BridgeTower/bridgetower-base-itm-mlm",
+    "blip2": "Salesforce/blip2-itm-vit-g",
+    "blip2-coco": "Salesforce/blip2-itm-vit-g-coco",
+}
+# The re-rankers one can load, in the order results list their scores; RerankChoice.BOTH is both.
+RERANKER_KINDS = (RerankChoice.BRIDGETOWER, RerankChoice.BLIP2)
+
+
 def choices(vocabulary: type[StrEnum]) -> str:
     """'auto, fp32, bf16 or fp16': the values for a message or a help text."""
     values = [member.value for member in vocabulary]

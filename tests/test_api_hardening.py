@@ -246,6 +246,35 @@ def test_upload_filters_may_be_json_null(client: TestClient, photos: Path) -> No
         assert response.status_code == 200, (filters, response.text)
 
 
+def test_upload_parts_are_the_declared_ones_each_once(client: TestClient, photos: Path) -> None:
+    """A misspelt, nameless or repeated part was dropped (or one copy chosen) and a default used."""
+    image = next(photos.rglob("chelsea.png")).read_bytes()
+    upload = {"file": ("q.png", image, "image/png")}
+    misspelt = client.post("/search/image", files=upload, data={"ofset": "5"})
+    assert misspelt.status_code == 422 and "unexpected form part" in misspelt.json()["detail"]
+    twice = client.post("/search/image", files=upload, data={"k": ["2", "3"]})
+    assert twice.status_code == 422 and "more than once" in twice.json()["detail"]
+    empty = client.post("/search/image", files=upload, data={"filters": ""})
+    assert empty.status_code == 422, "an empty filters part is no JSON, as the schema says"
+    body = client.get("/openapi.json").json()["paths"]["/search/image"]["post"]["requestBody"]
+    reference = body["content"]["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert (
+        client.get("/openapi.json").json()["components"]["schemas"][reference]["additionalProperties"]
+        is False
+    )
+
+
+def test_a_query_of_blanks_is_refused_by_the_schema_and_the_check_alike(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]
+    pattern = re.compile(schema["properties"]["query"]["pattern"])
+    for query in ("\v", " \t\n", "\f\r"):
+        assert pattern.search(query) is None
+        assert client.post("/search", json={"query": query}).status_code == 422
+    for query in ("a cat", "\x1c"):  # str.strip() would call the second blank; the schema does not
+        assert pattern.search(query) is not None
+        assert client.post("/search", json={"query": query, "k": 1}).status_code == 200
+
+
 def test_thumbnail_sizes_and_rerankers_outside_the_schema_get_4xx(client: TestClient) -> None:
     some_id = client.post("/search", json={"query": "x", "k": 1}).json()["results"][0]["image"]["id"]
     assert client.get(f"/images/{some_id}/thumbnail", params={"size": 300}).status_code == 400

@@ -16,13 +16,11 @@ import skimage.data
 from PIL import Image, ImageOps
 
 import hostile_files as hf
-from pixseek.media.decode import (
-    HEIF_HINT,
+from pixseek.media.decode import HEIF_HINT, DecodedImage, decode_image
+from pixseek.media.errors import DecodeError
+from pixseek.media.prechecks import (
     MAX_JPEG_HEADER_STEPS,
-    DecodedImage,
-    DecodeError,
     check_jpeg_markers,
-    decode_image,
     sniff_format,
     strip_png_metadata,
 )

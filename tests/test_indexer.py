@@ -15,7 +15,7 @@ from PIL import Image
 from hostile_files import make_hostile_tree
 from pixseek.config import Settings
 from pixseek.library import Library
-from pixseek.store.repository import SearchFilters
+from pixseek.store.records import SearchFilters
 
 
 class CountingEncoder:

@@ -23,7 +23,8 @@ from pixseek.search.searcher import Searcher
 from pixseek.store.ann.topk import EMPTY_ID as MISSING_ID
 from pixseek.store.ann.topk import EMPTY_SCORE as MISSING_SCORE
 from pixseek.store.ann.topk import merge_top_k
-from pixseek.store.repository import ChangeBatch, FileFacts, SearchFilters, Store
+from pixseek.store.records import ChangeBatch, FileFacts, SearchFilters
+from pixseek.store.repository import Store
 from pixseek.store.vector_index import VectorIndex
 
 DIM = 32

@@ -10,7 +10,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from pixseek.store.database import DatabaseError, _alembic_config, head_revision, open_database
-from pixseek.store.repository import ChangeBatch, CollectionMismatchError, FileFacts, SearchFilters, Store
+from pixseek.store.records import ChangeBatch, FileFacts, SearchFilters
+from pixseek.store.repository import CollectionMismatchError, Store
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

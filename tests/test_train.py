@@ -26,8 +26,9 @@ from pixseek.evaluation.dataset import load_caption_set
 from pixseek.testing import shapes
 from pixseek.testing.towers import build_vit_tower, minilm_dir
 from pixseek.training.data import BatchPlan, ImageLoader, collate, scan
-from pixseek.training.loop import TrainingInterrupted, TrainOptions, train
+from pixseek.training.loop import TrainingInterrupted, train
 from pixseek.training.loss import clip_loss
+from pixseek.training.options import TrainOptions
 from pixseek.training.schedule import warmup_cosine
 from pixseek.training.step import contrastive_backward
 

@@ -13,8 +13,10 @@ import pytest
 from pixseek.store.ann.base import SearchParams
 from pixseek.store.ann.plan import IndexPlan
 from pixseek.store.ann.source import ArrayVectors
-from pixseek.store.repository import ChangeBatch, FileFacts, Store
-from pixseek.store.vector_index import IndexOptions, VectorIndex
+from pixseek.store.index_options import IndexOptions
+from pixseek.store.records import ChangeBatch, FileFacts
+from pixseek.store.repository import Store
+from pixseek.store.vector_index import VectorIndex
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 8) -> np.ndarray:
@@ -270,7 +272,7 @@ def test_default_budget_never_flips_a_trained_base_between_ivf_and_ivfpq(data, m
     index = _index(ArrayVectors(ids, x), "ivf")
     index.options = IndexOptions(merge_min=1000)  # auto, default budget
     index.base.plan = IndexPlan("ivf", nlist=128)  # what auto would train for this size
-    monkeypatch.setattr("pixseek.store.vector_index.IndexOptions.budget", lambda self: 1000)
+    monkeypatch.setattr("pixseek.store.index_options.IndexOptions.budget", lambda self: 1000)
     assert index.planned() is None, "free memory dropped, but nothing else changed"
     explicit = VectorIndex(DIM, source=index.source, options=IndexOptions(memory_budget=200_000))
     explicit.base, explicit.delta = index.base, index.delta

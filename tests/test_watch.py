@@ -42,7 +42,7 @@ from pixseek.indexer.watch_queue import ChangeQueue
 from pixseek.library import Library
 from pixseek.media.files import FileOpener
 from pixseek.store.models import STATUS_INDEXED
-from pixseek.store.repository import ChangeBatch
+from pixseek.store.records import ChangeBatch
 from pixseek.store.vector_index import VectorIndex
 from test_indexer import CountingEncoder, assert_consistent
 

@@ -13,21 +13,24 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
 
-from pixseek.indexer.pipeline import IndexReport
+if TYPE_CHECKING:
+    from pixseek.library import IndexReport
 
 log = logging.getLogger(__name__)
 
 MAX_KEPT_JOBS = 100
 
-RunIndex = Callable[[list[str], Callable[[int, int], None]], IndexReport]
+JobState = Literal["queued", "running", "done", "failed"]
+RunIndex = Callable[[list[str], Callable[[int, int], None]], "IndexReport"]
 
 
 @dataclass
 class Job:
     id: str
     paths: list[str]
-    state: str = "queued"
+    state: JobState = "queued"
     done: int = 0
     total: int | None = None
     embedded: int = 0

@@ -2,9 +2,9 @@
 than the server accepts (schemathesis' positive_data_acceptance holds it to that).
 
 The models in schemas.py describe every pixseek server; a given one offers only the re-rankers
-it loaded (``serve --rerank``), reads the upload's ``filters`` part as JSON and its ``file`` part
-as an image. FastAPI generates the document from the models and handlers; these functions narrow
-it once, when it is first asked for.
+it loaded (``serve --rerank``) and the thumbnail sizes it is configured with, reads the upload's
+``filters`` part as JSON and its ``file`` part as an image. FastAPI generates the document from
+the models and handlers; these functions narrow it once, when it is first asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 UPLOAD_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp")
 
 
-def describe_this_server(app: FastAPI, rerankers: Sequence[str]) -> None:
+def describe_this_server(app: FastAPI, rerankers: Sequence[str], thumbnail_sizes: Sequence[int]) -> None:
     """Make ``app.openapi()`` return the document narrowed to this server's choices."""
     generate = app.openapi
 
@@ -27,6 +27,7 @@ def describe_this_server(app: FastAPI, rerankers: Sequence[str]) -> None:
             schema = generate()  # caches it in app.openapi_schema, which is narrowed in place
             _offer_rerankers(schema["components"]["schemas"]["SearchRequest"], rerankers)
             _describe_upload(schema, schema["paths"]["/search/image"]["post"]["requestBody"])
+            _offer_sizes(schema["paths"]["/images/{image_id}/thumbnail"]["get"], thumbnail_sizes)
             return schema
         return app.openapi_schema
 
@@ -51,12 +52,20 @@ def _offer_rerankers(request: dict[str, Any], rerankers: Sequence[str]) -> None:
         properties["rerank"]["description"] += ". This server loaded none (pixseek serve --rerank ...)"
 
 
+def _offer_sizes(operation: dict[str, Any], sizes: Sequence[int]) -> None:
+    """The thumbnail ``size`` takes only the configured sizes (others get 400)."""
+    size = next(parameter for parameter in operation["parameters"] if parameter["name"] == "size")
+    size["schema"]["enum"] = list(sizes)
+
+
 def _describe_upload(schema: dict[str, Any], request_body: dict[str, Any]) -> None:
     """``file`` must be an image (anything else gets 400: not a usable image), and ``filters`` is
     the Filters object of POST /search sent as a JSON part (or null)."""
     form = request_body["content"]["multipart/form-data"]
     body_name = form["schema"]["$ref"].rsplit("/", 1)[-1]
-    properties = schema["components"]["schemas"][body_name]["properties"]
+    body = schema["components"]["schemas"][body_name]
+    body["additionalProperties"] = False  # other parts get 422 (routers/search.only_upload_fields)
+    properties = body["properties"]
     properties["filters"] = {
         "anyOf": [{"$ref": "#/components/schemas/Filters"}, {"type": "null"}],
         "description": "Filters as in POST /search, as a JSON part",

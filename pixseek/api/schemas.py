@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -14,6 +14,9 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+
+from pixseek.api.jobs import JobState
+from pixseek.vocabulary import QUERY_BLANKS
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -100,7 +103,12 @@ class Filters(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=1000, description="Text in any language the model knows")
+    query: str = Field(
+        min_length=1,
+        max_length=1000,
+        pattern="[^" + QUERY_BLANKS.encode("unicode_escape").decode() + "]",
+        description="Text in any language the model knows (not only spaces)",
+    )
     k: JsonInt = Field(default=24, ge=1, le=MAX_K, description="Results per page")
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
     filters: Filters = Filters()
@@ -119,9 +127,12 @@ class SearchRequest(BaseModel):
     @field_validator("query")
     @classmethod
     def not_blank(cls, value: str) -> str:
-        if not value.strip():
+        """Stripped of the same blanks the schema's pattern names, so that the schema and this
+        check agree on what a blank query is (str.strip() also strips \\x1c-\\x1f, \\x85...)."""
+        stripped = value.strip(QUERY_BLANKS)
+        if not stripped:
             raise ValueError("the query is blank")
-        return value.strip()
+        return stripped
 
 
 class ImageInfo(BaseModel):
@@ -171,7 +182,7 @@ class IndexRequest(BaseModel):
 
 class JobInfo(BaseModel):
     id: str
-    state: Literal["queued", "running", "done", "failed"]
+    state: JobState
     paths: list[str]
     done: int
     total: int | None
@@ -222,8 +233,12 @@ class WatchedRoot(BaseModel):
     reason: str | None = Field(description="Why the root is polled, when it is")
 
 
+WatcherPhase = Literal["starting", "reconciling", "watching", "stopped"]
+WATCHER_PHASES: tuple[WatcherPhase, ...] = get_args(WatcherPhase)
+
+
 class WatcherStatus(BaseModel):
-    phase: Literal["starting", "reconciling", "watching", "stopped"]
+    phase: WatcherPhase
     roots: list[WatchedRoot]
     pending: int = Field(description="Changed paths waiting to settle, plus rescans not yet run")
     last_error: str | None

@@ -42,11 +42,7 @@ from pixseek.vocabulary import RerankChoice
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pixseek.embedding import DualEncoder
-    from pixseek.indexer.pipeline import Indexer, IndexReport
-    from pixseek.indexer.watch import WatcherState
-    from pixseek.library import Library
-    from pixseek.search.rerank import FillReport
+    from pixseek.library import FillReport, IndexReport, Library, WatcherState
 
 app = typer.Typer()
 
@@ -112,7 +108,11 @@ def index(
         with library:
             quiet_model_loading()
             encoder = library.load_encoder()
-            indexer = _indexer(library, encoder, distributed)
+            indexer = (
+                library.ray_indexer(encoder, distributed.ray_address, distributed.ray_actors)
+                if distributed.enabled
+                else library.indexer(encoder)
+            )
             progress, on_progress = progress_bar(show)
             try:
                 with progress:
@@ -143,15 +143,6 @@ def index(
                 f"already were, {fill.over_budget} over the budget (cached when first searched), "
                 f"{len(fill.failed)} unreadable"
             )
-
-
-def _indexer(library: Library, encoder: DualEncoder, distributed: RayOptions) -> Indexer:
-    """The local indexer, or its Ray counterpart (same rules, files prepared on actors)."""
-    if not distributed.enabled:
-        return library.indexer(encoder)
-    from pixseek.distributed.ray_indexing import ray_indexer
-
-    return ray_indexer(library, encoder, address=distributed.ray_address, actors=distributed.ray_actors)
 
 
 def _finish_vectors(library: Library, show: bool) -> None:
@@ -201,12 +192,11 @@ def watch(
     """Keep the index in step with folders: first index what changed since the last run, then new,
     changed, moved and deleted images as it happens, until Ctrl-C. Folders that send no change
     events (network mounts, inotify watch limit reached) are polled; the log says which."""
-    from pixseek.indexer.watch import Watcher, WatchOptions, check_roots
-    from pixseek.library import Library
+    from pixseek.library import Library, Watcher, WatchOptions
 
     with user_errors():
         library = Library(settings(ctx, **pipeline.settings_overrides()), background_maintenance=True)
-        check_roots(paths)
+        library.check_watch_paths(paths)
         options = WatchOptions(
             include=tuple(pipeline.include or ()),
             exclude=tuple(pipeline.exclude or ()),

@@ -35,7 +35,8 @@ from pixseek.vocabulary import Precision, RerankChoice
 
 if TYPE_CHECKING:
     from pixseek.evaluation.runner import EvalReport
-    from pixseek.training.loop import TrainOptions, TrainReport
+    from pixseek.training.loop import TrainReport
+    from pixseek.training.options import TrainOptions
 
 app = typer.Typer()
 
@@ -291,7 +292,8 @@ def train_command(
     """Fine-tune a VisionTextDualEncoder contrastively (CLIP loss) on an image-caption set: build it
     from a vision and a text tower or continue a saved one; Ctrl-C saves a checkpoint to --resume."""
     from pixseek.evaluation.dataset import load_caption_set
-    from pixseek.training.loop import TrainingInterrupted, TrainOptions, train
+    from pixseek.training.loop import TrainingInterrupted, train
+    from pixseek.training.options import TrainOptions
 
     show = not (quiet or as_json)
     with user_errors():

@@ -12,9 +12,7 @@ import typer
 
 from pixseek.cli.common import option_group
 from pixseek.config import DEFAULT_MODEL
-from pixseek.embedding.presets import ENCODER_PRESETS
-from pixseek.search.rerank.presets import RERANKER_PRESETS
-from pixseek.vocabulary import IndexKind, Precision, RerankChoice
+from pixseek.vocabulary import ENCODER_PRESETS, RERANKER_PRESETS, IndexKind, Precision, RerankChoice
 
 _PRESETS_HELP = ", ".join(f"{name} = {hub}" for name, hub in ENCODER_PRESETS.items())
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from pixseek.distributed import connect
 from pixseek.errors import PixseekError
-from pixseek.indexer.pipeline import Indexer, PreparedFile, prepare_file
+from pixseek.indexer.pipeline import Indexer
+from pixseek.indexer.preparation import PreparedFile, prepare_file
 from pixseek.indexer.walker import FileEntry
 from pixseek.media.decode import DEFAULT_MAX_PIXELS
 from pixseek.media.files import DEFAULT_MAX_FILE_BYTES, FileOpener
@@ -39,7 +40,8 @@ from pixseek.media.files import DEFAULT_MAX_FILE_BYTES, FileOpener
 if TYPE_CHECKING:
     from pixseek.embedding import DualEncoder, Encoder
     from pixseek.library import Library
-    from pixseek.store.repository import CollectionInfo, Store
+    from pixseek.store.records import CollectionInfo
+    from pixseek.store.repository import Store
     from pixseek.store.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pixseek.embedding.presets import ENCODER_PRESETS
 from pixseek.lazy import lazy_attributes
+from pixseek.vocabulary import ENCODER_PRESETS
 
 __getattr__ = lazy_attributes(
     __name__,

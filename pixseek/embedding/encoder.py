@@ -23,9 +23,9 @@ from pixseek.embedding.checkpoint import (
     load_model_and_processor,
     resolve_source,
 )
-from pixseek.embedding.presets import ENCODER_PRESETS
 from pixseek.embedding.runtime import precision_context, resolve_device, resolve_precision
 from pixseek.media.preprocess import preprocess_image
+from pixseek.vocabulary import ENCODER_PRESETS
 
 __all__ = ["DualEncoder", "Encoder", "ModelLoadError", "load_encoder"]
 

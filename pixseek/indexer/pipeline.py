@@ -11,28 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from pixseek.embedding import Encoder
+from pixseek.indexer.preparation import DEFAULT_OPENER, PreparedFile, prepare_file
+from pixseek.indexer.run_writer import RunWriter
 from pixseek.indexer.walker import FileEntry, is_under, refuse_excluded, walk_images
-from pixseek.media.decode import DEFAULT_MAX_PIXELS, DecodedImage, DecodeError, decode_image
+from pixseek.media.decode import DEFAULT_MAX_PIXELS
 from pixseek.media.files import FileOpener
-from pixseek.media.hashing import content_hash
-from pixseek.store.models import FOLDER_EXCLUDED, FOLDER_ROOT, STATUS_FAILED, ImageRecord
-from pixseek.store.repository import ChangeBatch, CollectionInfo, FileFacts, KnownFile, Store
+from pixseek.store.models import FOLDER_EXCLUDED, FOLDER_ROOT, STATUS_FAILED
+from pixseek.store.records import CollectionInfo, KnownFile
+from pixseek.store.repository import Store
 from pixseek.store.vector_index import VectorIndex
-
-log = logging.getLogger(__name__)
-DEFAULT_OPENER = FileOpener()  # anywhere, following symlinks, files up to DEFAULT_MAX_FILE_BYTES
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -69,85 +65,12 @@ class IndexReport:
         return self
 
 
-@dataclass(frozen=True)
-class PreparedFile:
-    """A worker's verdict on one file: ready pixels, a stored vector to reuse, or a failure.
-
-    ``vector`` is set instead of ``pixels`` when the worker also ran the model (a Ray actor,
-    :mod:`pixseek.distributed.ray_indexing`): the main side then only stores it.
-    """
-
-    entry: FileEntry
-    facts: FileFacts
-    pixels: np.ndarray | None = None
-    reuse_candidates: tuple[tuple[int, str], ...] = ()
-    error: str | None = None
-    vanished: bool = False
-    vector: np.ndarray | None = None
-
-
 def _storable(path: str) -> bool:
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _facts(entry: FileEntry, digest: str | None, decoded: DecodedImage | None = None) -> FileFacts:
-    facts = FileFacts(path=str(entry.path), size=entry.size, mtime_ns=entry.mtime_ns, content_hash=digest)
-    if decoded is None:
-        return facts
-    meta = decoded.metadata
-    return replace(
-        facts,
-        format=meta.format,
-        width=meta.width,
-        height=meta.height,
-        taken_at=meta.taken_at,
-        camera=meta.camera,
-        orientation=meta.orientation,
-        gps_lat=meta.gps_lat,
-        gps_lon=meta.gps_lon,
-    )
-
-
-def prepare_file(
-    entry: FileEntry,
-    store: Store,
-    collection_id: int,
-    encoder: Encoder,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    opener: FileOpener = DEFAULT_OPENER,
-) -> PreparedFile:
-    """Read, hash and (unless an indexed image has the same content) decode and preprocess one file.
-
-    A module-level function, not a method, so that a remote worker holding its own store connection
-    and model (a Ray actor) applies exactly the rules of the local decode pool. The file is read
-    through ``opener``: one open, checked on its descriptor, so a file replaced since the walk by a
-    FIFO, a device, an oversized file or (when confined) a symlink fails alone, with its reason.
-    """
-    try:
-        data = opener.read(entry.path)
-    except FileNotFoundError:
-        return PreparedFile(entry, _facts(entry, None), vanished=True)
-    except DecodeError as error:  # not a regular file, too large, not an image, a symlink refused
-        return PreparedFile(entry, _facts(entry, None), error=error.reason)
-    except OSError as error:
-        return PreparedFile(entry, _facts(entry, None), error=f"unreadable: {error.strerror or error}")
-    digest = content_hash(data)
-    candidates = store.indexed_by_hash(collection_id, [digest]).get(digest)
-    if candidates:
-        return PreparedFile(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
-    try:
-        decoded = decode_image(data, min_side=encoder.image_min_side, max_pixels=max_pixels)
-        pixels = encoder.preprocess_image(decoded.image)
-    except DecodeError as error:
-        return PreparedFile(entry, _facts(entry, digest), error=error.reason)
-    except Exception as error:  # a processor bug on one odd image must not stop the run
-        log.exception("preprocessing %s failed", entry.path)
-        return PreparedFile(entry, _facts(entry, digest), error=f"preprocessing failed: {error}")
-    return PreparedFile(entry, _facts(entry, digest, decoded), pixels=pixels)
 
 
 class Indexer:
@@ -340,7 +263,7 @@ class Indexer:
                 report.unchanged += 1
             else:
                 todo.append(entry)
-        run = _Run(self, known, report, progress, total=len(entries), done=len(entries) - len(todo))
+        run = RunWriter(self, known, report, progress, total=len(entries), done=len(entries) - len(todo))
         try:
             with self._prepared_files(todo) as stream:
                 for prepared in stream:
@@ -354,152 +277,3 @@ class Indexer:
                 self.save_vectors()
             report.seconds = time.perf_counter() - started
         return report
-
-
-class _Run:
-    """State of one indexing run: the batch being filled and the moves already made."""
-
-    def __init__(
-        self,
-        indexer: Indexer,
-        known: dict[str, KnownFile],
-        report: IndexReport,
-        progress: ProgressCallback | None,
-        *,
-        total: int,
-        done: int,
-    ):
-        self.indexer = indexer
-        self.known = known
-        self.report = report
-        self.progress = progress
-        self.total = total
-        self.done = done
-        if progress:
-            progress(done, total)
-        self.batch = ChangeBatch()
-        self.pending: list[PreparedFile] = []  # to store with a vector: embedded here or by a worker
-        self.moved_ids: set[int] = set()
-        self.last_save = time.monotonic()
-
-    def take(self, prepared: PreparedFile) -> None:
-        facts = prepared.facts
-        old = self.known.get(facts.path)
-        if prepared.vanished:
-            self._advance()
-            return
-        if old is not None and not self._is_own_row(prepared, old):
-            self.batch.deleted.append(old.id)  # content changed: the new vector gets a new id
-        if prepared.error is not None:
-            self.batch.failed.append((facts, prepared.error))
-            self.report.failed.append((facts.path, prepared.error))
-        elif prepared.reuse_candidates:
-            self._reuse(prepared)
-        else:
-            self.pending.append(prepared)
-        self._advance()
-        if (
-            len(self.pending) >= self.indexer.batch_size
-            or len(self.batch.moved) + len(self.batch.failed) >= 500
-        ):
-            self.flush()
-
-    def _is_own_row(self, prepared: PreparedFile, old: KnownFile) -> bool:
-        return any(image_id == old.id for image_id, _ in prepared.reuse_candidates)
-
-    def _reuse(self, prepared: PreparedFile) -> None:
-        """Same content as an indexed image: move its row if its file is gone, else copy its vector."""
-        facts = prepared.facts
-        for image_id, path in prepared.reuse_candidates:
-            if image_id in self.moved_ids:
-                continue
-            if path == facts.path or not os.path.lexists(path):
-                self.moved_ids.add(image_id)
-                self.batch.moved.append((image_id, facts))
-                if path != facts.path:
-                    self.report.moved += 1
-                return
-        source_id = prepared.reuse_candidates[0][0]
-        store = self.indexer.store
-        _, vectors = store.embeddings([source_id], self.indexer.collection.dim)
-        source = store.images([source_id]).get(source_id)
-        if len(vectors) == 0 or source is None:  # removed by a concurrent writer; the next run embeds it
-            reason = f"indexed copy {source_id} disappeared during indexing; run again"
-            self.batch.failed.append((facts, reason))
-            self.report.failed.append((facts.path, reason))
-            return
-        self.batch.indexed.append((_with_metadata_of(facts, source), vectors[0]))
-        self.report.copied += 1
-
-    def _advance(self) -> None:
-        self.done += 1
-        if self.progress:
-            self.progress(self.done, self.total)
-
-    def flush(self) -> None:
-        indexer = self.indexer
-        if self.pending:
-            self._embed_pending()
-        if not self.batch:
-            return
-        changes = indexer.store.apply(indexer.collection.id, self.batch)
-        indexer.vectors.update(
-            changes.added_ids, changes.added_vectors, changes.removed_ids, changes.generation
-        )
-        self.batch = ChangeBatch()
-        if time.monotonic() - self.last_save > indexer.save_every_seconds:
-            indexer.save_vectors()
-            self.last_save = time.monotonic()
-
-    def _embed_pending(self) -> None:
-        """Embed the batch's new images once per content: a file whose content another file of this
-        run already has (indexed by an earlier batch since its worker looked, or earlier in this
-        batch) reuses that vector instead of a second model call."""
-        pending, self.pending = self.pending, []
-        digests = [prepared.facts.content_hash or "" for prepared in pending]  # always set once read
-        committed = self.indexer.store.indexed_by_hash(self.indexer.collection.id, digests)
-        originals: dict[str, PreparedFile] = {}
-        to_store: list[tuple[PreparedFile, str]] = []
-        for prepared, digest in zip(pending, digests, strict=True):
-            if digest in committed:
-                self._reuse(replace(prepared, reuse_candidates=tuple(committed[digest])))
-            else:
-                originals.setdefault(digest, prepared)
-                to_store.append((prepared, digest))
-        to_embed = [p.pixels for p in originals.values() if p.vector is None and p.pixels is not None]
-        computed = iter(self.indexer.encoder.embed_pixels(np.stack(to_embed)) if to_embed else ())
-        vectors = {  # whoever ran the model (here, or a worker that sent its vector), in input order
-            digest: prepared.vector if prepared.vector is not None else next(computed)
-            for digest, prepared in originals.items()
-        }
-        for prepared, digest in to_store:
-            self.batch.indexed.append((prepared.facts, vectors[digest]))
-        self.report.embedded += len(originals)
-        self.report.copied += len(to_store) - len(originals)
-
-    def sweep(self, unseen_paths: Iterator[str]) -> None:
-        """Rows whose file is gone from disk leave SQL and FAISS; files merely not walked stay."""
-        for path in unseen_paths:
-            row = self.known.get(path)
-            if row is None or row.id in self.moved_ids or os.path.lexists(path):
-                continue
-            self.batch.deleted.append(row.id)
-            self.report.removed += 1
-            if len(self.batch.deleted) >= 500:
-                self.flush()
-        self.flush()
-
-
-def _with_metadata_of(facts: FileFacts, source: ImageRecord) -> FileFacts:
-    """A copy's facts with its original's image metadata: same content, same pixels and EXIF."""
-    return replace(
-        facts,
-        format=source.format,
-        width=source.width,
-        height=source.height,
-        taken_at=source.taken_at,
-        camera=source.camera,
-        orientation=source.orientation,
-        gps_lat=source.gps_lat,
-        gps_lon=source.gps_lon,
-    )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixseek.errors import PixseekError
-from pixseek.media.decode import sniff_format
+from pixseek.media.prechecks import sniff_format
 
 log = logging.getLogger(__name__)
 

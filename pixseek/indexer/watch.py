@@ -10,7 +10,6 @@ is polled, and a crash costs nothing that the next start's reconcile does not fi
 
 from __future__ import annotations
 
-import errno
 import glob
 import logging
 import os
@@ -18,15 +17,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from pixseek.errors import PixseekError
 from pixseek.indexer.pipeline import Indexer, IndexReport, ProgressCallback
 from pixseek.indexer.walker import FileEntry, PathRules, is_under, walk_images
 from pixseek.indexer.watch_observers import EventSink, Observers, RootState
+from pixseek.indexer.watch_outcomes import WatchOutcomes
 from pixseek.indexer.watch_queue import Change, ChangeQueue
-from pixseek.store.database import DatabaseUnavailable
+from pixseek.indexer.watch_rescans import Rescans, RescanTicket
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,6 @@ TEMP_FILE_PATTERNS = (
     "*.part", "*.partial", "*.crdownload", "*.download", "*.opdownload", "*.filepart",
     "*.tmp", "*.temp", "*.swp", "*.swx", "~$*", "*~",
 )  # fmt: skip
-# A failed batch waits at most this long before its next try, whatever failed: a user who frees disk
-# space expects the watcher to notice within seconds. A lost database is noticed sooner by probing it.
-MAX_RETRY_DELAY = 30.0
 
 ReportCallback = Callable[[str, IndexReport], None]
 
@@ -60,16 +57,6 @@ class WatchOptions:
     save_interval: float = 5.0  # least time between two saves of the vector index
 
 
-@dataclass
-class RescanTicket:
-    """Handed out by :meth:`Watcher.rescan`: set when that rescan has run, with its outcome, so a
-    caller (an API indexing job) can wait for it without running a second indexer."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    report: IndexReport | None = None
-    error: str | None = None
-
-
 @dataclass(frozen=True)
 class WatcherState:
     """What the watcher is doing, for ``/status`` and logs (plain data: JSON-ready with asdict)."""
@@ -84,10 +71,6 @@ class WatcherState:
     # "ok", or "unreachable" after a database error: probed every probe_interval, and everything
     # pending is retried as soon as it answers again.
     database: str = "ok"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def check_roots(roots: Sequence[Path]) -> None:
@@ -159,15 +142,15 @@ class Watcher:
         )
         self._lock = threading.RLock()
         self._stopping = threading.Event()
-        self._rescans: dict[str, tuple[Path, float]] = {}  # path -> (its root, not before)
-        self._tickets: dict[str, list[RescanTicket]] = {}  # path -> callers waiting for its rescan
+        self._rescans = Rescans(self._lock)
         self._phase = "starting"
-        self._failures = 0
-        self._last_error: tuple[str, datetime] | None = None
-        self._database = "ok"
-        self._next_probe = 0.0  # while the database is unreachable: when to ask it again
-        self._last_change_at: datetime | None = None
-        self._totals = dict.fromkeys(("embedded", "moved", "copied", "removed", "failed"), 0)
+        self._outcomes = WatchOutcomes(
+            self._lock,
+            retry_delay=options.retry_delay,
+            probe_interval=options.probe_interval,
+            ping=indexer.store.ping,
+            on_database_back=self._database_back,
+        )
         self._saved_generation: int | None = None  # of the vector index file, when known
         self._next_save = time.monotonic() + options.save_interval  # no save before (throttle, back-off)
         self._tick = max(0.02, min(0.25, options.settle / 4))
@@ -178,16 +161,17 @@ class Watcher:
             roots = tuple(
                 self._observers.states.get(root) or RootState(str(root), "starting") for root in self.roots
             )
-            error, error_at = self._last_error or (None, None)
+            outcomes = self._outcomes
+            error, error_at = outcomes.last_error or (None, None)
             return WatcherState(
                 phase=self._phase,
                 roots=roots,
                 pending=len(self.queue) + len(self._rescans),
                 last_error=error,
                 last_error_at=error_at,
-                last_change_at=self._last_change_at,
-                totals=dict(self._totals),
-                database=self._database,
+                last_change_at=outcomes.last_change_at,
+                totals=dict(outcomes.totals),
+                database=outcomes.database,
             )
 
     def rescan(self, path: Path | str) -> RescanTicket:
@@ -199,10 +183,7 @@ class Watcher:
         if root is None:
             watched = ", ".join(str(root) for root in self.roots)
             raise PixseekError(f"{path} is not inside a watched folder ({watched})")
-        ticket = RescanTicket()
-        with self._lock:
-            self._rescans[absolute] = (root, 0.0)
-            self._tickets.setdefault(absolute, []).append(ticket)
+        ticket = self._rescans.request(absolute, root)
         self.queue.wake()
         return ticket
 
@@ -236,15 +217,16 @@ class Watcher:
             if self._unsaved:  # also after Ctrl-C in the middle of the indexer's own save
                 self._save()
             self._set_phase("stopped")
-            for path in list(self._tickets):  # nobody may wait forever on a rescan that never runs
-                self._settle_tickets(path, None, "the watcher stopped before this rescan ran")
+            self._rescans.abandon("the watcher stopped before this rescan ran")
 
     def _step(self) -> bool:
         """One round: due rescans, new folders listed, one settled batch applied. Returns whether
         there was work (then the loop goes on at once instead of sleeping a tick)."""
-        if self._database == "unreachable" and time.monotonic() >= self._next_probe:
-            self._probe_database()
-        worked = self._run_due_rescans()
+        if self._outcomes.probe_due():
+            self._outcomes.probe_database()
+        due = self._rescans.take_due()
+        for path, root in due:
+            self._rescan_now(path, root)
         folders = self.queue.take_new_folders()
         outer = set(_outermost(folder.path for folder in folders))  # events come for each subfolder
         for folder in (folder for folder in folders if folder.path in outer):
@@ -254,13 +236,13 @@ class Watcher:
             if self._observers.check_coverage(
                 root, [f.path for f in folders if f.path in outer and f.root == root]
             ):
-                self._schedule_rescan(root, root)  # events may have been missed before polling began
+                self._rescans.schedule(root, root)  # events may have been missed before polling began
         changes = self.queue.take()
         if changes:
             self._apply(changes)
         elif self._unsaved and not len(self.queue) and time.monotonic() >= self._next_save:
             self._save()
-        return worked or bool(folders) or bool(changes)
+        return bool(due) or bool(folders) or bool(changes)
 
     def _apply(self, changes: list[Change]) -> None:
         entries: dict[Path, FileEntry] = {}
@@ -279,7 +261,7 @@ class Watcher:
                 progress=self.progress,
             )
         except Exception as error:  # a full disk, a locked or unreachable database: retry later
-            self._failed(
+            self._outcomes.failed(
                 error,
                 f"indexing {len(changes)} changed path(s)",
                 lambda delay: self.queue.requeue(changes, delay),
@@ -288,20 +270,6 @@ class Watcher:
         self._succeeded("update", report)
 
     # ---- rescans (the start-up reconcile is one per root) -------------------------------------
-    def _schedule_rescan(self, path: str | Path, root: Path, delay: float = 0.0) -> None:
-        with self._lock:
-            self._rescans[str(path)] = (root, time.monotonic() + delay)
-
-    def _run_due_rescans(self) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            due = [(path, root) for path, (root, not_before) in self._rescans.items() if not_before <= now]
-            for path, _ in due:
-                del self._rescans[path]
-        for path, root in due:
-            self._rescan_now(path, root)
-        return bool(due)
-
     def _rescan_now(self, path: str | Path, root: Path) -> None:
         try:
             self._excluded = self.indexer.excluded()
@@ -326,18 +294,13 @@ class Watcher:
                 entries = self._entries(root, str(path))
                 report = self.indexer.update(entries, folders=[str(path)], progress=self.progress)
         except Exception as error:
-            self._failed(error, f"scanning {path}", lambda delay: self._schedule_rescan(path, root, delay))
-            self._settle_tickets(path, None, str(error) or type(error).__name__)
+            self._outcomes.failed(
+                error, f"scanning {path}", lambda delay: self._rescans.schedule(path, root, delay)
+            )
+            self._rescans.settle(path, None, str(error) or type(error).__name__)
             return
         self._succeeded("reconcile" if str(path) == str(root) else "rescan", report)
-        self._settle_tickets(path, report, None)
-
-    def _settle_tickets(self, path: str | Path, report: IndexReport | None, error: str | None) -> None:
-        with self._lock:
-            tickets = self._tickets.pop(str(path), [])
-        for ticket in tickets:
-            ticket.report, ticket.error = report, error
-            ticket.done.set()
+        self._rescans.settle(path, report, None)
 
     # ---- which paths count -------------------------------------------------------------------
     def _accepts(self, root: Path, path: str, is_dir: bool) -> bool:
@@ -366,61 +329,15 @@ class Watcher:
 
     # ---- outcomes ----------------------------------------------------------------------------
     def _succeeded(self, kind: str, report: IndexReport) -> None:
-        with self._lock:
-            self._failures = 0
-            for name in ("embedded", "moved", "copied", "removed"):
-                self._totals[name] += getattr(report, name)
-            self._totals["failed"] += len(report.failed)
-            if report.changes:
-                self._last_change_at = _now()
-        for path, reason in report.failed:  # recorded in the store too (`pixseek status`, /status)
-            log.info("cannot index %s: %s (retried when it changes)", path, reason)
+        self._outcomes.succeeded(report)
         if self.on_report:
             self.on_report(kind, report)
 
-    def _failed(self, error: Exception, doing: str, retry: Callable[[float], None]) -> None:
-        """Record a failure that stopped a batch, and have ``retry`` put the work back with a
-        growing delay (before the error is visible in :meth:`state`, which then shows it pending)."""
-        text = str(error).lower()
-        full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or any(
-            words in text
-            for words in ("disk is full", "no space left")  # SQLite, PostgreSQL
-        )
-        hint = " (disk full?)" if full else ""
-        lost = isinstance(error, DatabaseUnavailable)
-        if isinstance(error, DatabaseUnavailable):  # it retries by itself: no "run the same command"
-            cause = f"the database {error.url} is unavailable: {error.reason}"
-        else:
-            cause = f"{type(error).__name__}: {error}"
-        with self._lock:
-            self._failures += 1
-            delay = min(self.options.retry_delay * 2 ** (self._failures - 1), MAX_RETRY_DELAY)
-            retry(delay)
-            message = f"{doing} failed{hint}: {cause}"
-            self._last_error = (message, _now())
-        log.error("%s; retrying in %.0fs", message, delay, exc_info=not (full or lost))
-        if lost:
-            self._probe_database()
-
-    def _probe_database(self) -> None:
-        """Ask the database whether it answers. Once it does after it did not, every change and
-        rescan held back by the failure is due at once: recovery follows the database within about
-        a probe interval, not after a back-off that grew while it was down. A database that answers
-        right after an error (a full disk, a dropped connection) leaves the back-off as it is."""
-        answers = self.indexer.store.ping()
-        with self._lock:
-            back = answers and self._database == "unreachable"
-            gone = not answers and self._database == "ok"
-            self._database = "ok" if answers else "unreachable"
-            self._next_probe = time.monotonic() + self.options.probe_interval
-            if back:
-                self._failures = 0
-                self._rescans = {path: (root, 0.0) for path, (root, _) in self._rescans.items()}
-        if gone:
-            log.warning("the database does not answer; retrying everything pending as soon as it does")
-        if back:
-            retried = self.queue.retry_now()
-            log.warning("the database answers again: retrying %d change(s) now", retried)
+    def _database_back(self) -> None:
+        """Everything held back while the database did not answer is due now: rescans and changes."""
+        self._rescans.all_due_now()
+        retried = self.queue.retry_now()
+        log.warning("the database answers again: retrying %d change(s) now", retried)
 
     @property
     def _unsaved(self) -> bool:
@@ -431,7 +348,7 @@ class Watcher:
         try:
             self.indexer.save_vectors()
         except Exception as error:  # e.g. a full disk: SQL holds the vectors, a later save catches up
-            self._failed(error, "saving the vector index", self._retry_save)
+            self._outcomes.failed(error, "saving the vector index", self._retry_save)
         else:
             self._saved_generation = generation
             self._next_save = time.monotonic() + self.options.save_interval
@@ -441,14 +358,13 @@ class Watcher:
 
     def _root_gone(self, root: Path) -> None:
         message = f"watched folder {root} was removed or unmounted; its images stay indexed until it is back"
-        with self._lock:
-            self._last_error = (message, _now())
+        self._outcomes.error(message)
         log.error("%s (then restart the watcher)", message)
 
     def _events_lost(self) -> None:
         """The kernel dropped events (inotify queue overflow): rescan every event-driven root."""
         for root in self.roots:
-            self._schedule_rescan(root, root)
+            self._rescans.schedule(root, root)
         self.queue.wake()
 
     def _set_phase(self, phase: str) -> None:

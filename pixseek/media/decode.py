@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
 
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
+
+from pixseek.media import exif
+from pixseek.media.errors import DecodeError
+from pixseek.media.prechecks import check_head, check_jpeg_markers, is_png_metadata_limit, strip_png_metadata
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 178_956_970
 
 HEIF_HINT = "HEIF support needs pillow-heif: pip install pixseek[heif]"
-
-
-class DecodeError(Exception):
-    """A file that cannot become an image; ``reason`` is short enough to store and show per file."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -58,50 +51,6 @@ class DecodedImage:
     metadata: ImageMetadata
 
 
-# --- format sniffing --------------------------------------------------------------------------------
-
-# DIB header sizes of real BMP variants: "BM" alone is too weak, plenty of text starts with it.
-_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Name the image format from the first bytes (32 suffice), as Pillow names it.
-
-    Content decides, not the extension, so renamed files are found and non-images are rejected
-    before any decoder (and its attack surface) sees them.
-    """
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
-        return "TIFF"
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
-        return "BMP"
-    if head[4:8] == b"ftyp":
-        return _sniff_ftyp(head)
-    return None
-
-
-def _sniff_ftyp(head: bytes) -> str | None:
-    """Tell AVIF from HEIC by the ftyp brands; both share the ISO-BMFF container with video files."""
-    box_end = min(int.from_bytes(head[:4], "big"), len(head))
-    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, box_end - 3, 4)}
-    if brands & _AVIF_BRANDS:
-        return "AVIF"
-    if brands & _HEIF_BRANDS:
-        return "HEIF"
-    return None
-
-
 # Pillow format names that may open each sniffed format. Opening with only these keeps exotic
 # plugins (EPS runs Ghostscript) away from hostile files. JPEG with an MPF block opens as "MPO".
 _PILLOW_FORMATS = {
@@ -114,90 +63,6 @@ _PILLOW_FORMATS = {
     "AVIF": ("AVIF",),
     "HEIF": ("HEIF", "AVIF"),  # a "mif1" file may be AVIF, which Pillow reads without pillow-heif
 }
-
-
-# --- container checks, at C speed, before Pillow's Python parsers see the data ----------------------
-
-# Pillow's JPEG header parser takes one Python step per byte of garbage between markers, per fill
-# byte and per length-less marker: 1.5 s for a 19 MB upload of zeros after a JPEG header, 200 s for
-# a 2 GB file, holding the GIL throughout. Real files have a few dozen steps (their segments) and
-# at most a few kB of padding; this bound is far above that and costs Pillow ~50 ms.
-MAX_JPEG_HEADER_STEPS = 65_536
-_JPEG_SOS = 0xDA
-# Markers Pillow reads without a length (SOI, EOI, RST0-7, JPG, JPG0-13). 0xFF01-0xFFBF are not
-# markers at all (Pillow: "no marker found"); every other one is followed by a 2-byte length.
-_JPEG_LENGTHLESS = frozenset({0xD8, 0xD9, 0xC8, *range(0xD0, 0xD8), *range(0xF0, 0xFE)})
-_JPEG_GARBAGE = "corrupt JPEG (garbage between markers)"
-
-
-def check_jpeg_markers(data: bytes) -> None:
-    """Walk a JPEG's marker segments up to the start of scan, as Pillow will, and raise DecodeError
-    if Pillow would take more than MAX_JPEG_HEADER_STEPS one-byte steps to do it.
-
-    Garbage is skipped with ``bytes.find`` and segments by their length, so this costs microseconds
-    whatever the file holds. Anything else wrong (a bad length, a missing scan) is left to Pillow,
-    which reports it as usual. The entropy-coded data after the scan header is libjpeg's (C) job.
-    """
-    view = memoryview(data)
-    pos, steps, end = 2, 0, len(data)  # data[2] is 0xFF: sniff_format saw FF D8 FF
-    while pos < end:
-        if view[pos] != 0xFF:
-            found = data.find(b"\xff", pos, pos + MAX_JPEG_HEADER_STEPS - steps + 1)
-            if found < 0:
-                if end - pos > MAX_JPEG_HEADER_STEPS - steps:
-                    raise DecodeError(_JPEG_GARBAGE)
-                return  # the file ends in garbage: Pillow reports it as truncated
-            steps += found - pos
-            pos = found
-            continue
-        if pos + 1 >= end:
-            return
-        marker = view[pos + 1]
-        if marker == _JPEG_SOS or (marker < 0xC0 and marker not in (0x00, 0xFF)):
-            return  # the scan starts (libjpeg's part), or Pillow refuses a non-marker
-        if marker in (0x00, 0xFF) or marker in _JPEG_LENGTHLESS:
-            steps += 1  # escaped 0xFF, fill byte or length-less marker: one Python step each
-            pos += 1 if marker == 0xFF else 2
-        elif pos + 4 > end:
-            return
-        else:
-            length = int.from_bytes(view[pos + 2 : pos + 4], "big")
-            steps += 1
-            pos += 2 + max(length, 2)  # Pillow reads no payload for a length below 2, and goes on
-        if steps > MAX_JPEG_HEADER_STEPS:
-            raise DecodeError(_JPEG_GARBAGE)
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Chunks that only carry text or a colour profile: the decoder never needs them (colours are not
-# converted by profile here), and Pillow refuses compressed ones over its limits.
-_PNG_METADATA_CHUNKS = frozenset({b"iCCP", b"zTXt", b"iTXt", b"tEXt"})
-
-
-def _is_png_metadata_limit(exc: ValueError) -> bool:
-    """Pillow's refusal of an oversized iCCP/zTXt/iTXt chunk or of too much text in all."""
-    return "MAX_TEXT_CHUNK" in str(exc) or "MAX_TEXT_MEMORY" in str(exc)
-
-
-def strip_png_metadata(data: bytes) -> bytes:
-    """The PNG without its iCCP, zTXt, iTXt and tEXt chunks; other chunks are copied as they are.
-    A damaged chunk structure ends the walk: the rest is kept for Pillow to judge."""
-    kept = [data[: len(_PNG_SIGNATURE)]]
-    pos, end = len(_PNG_SIGNATURE), len(data)
-    while pos + 8 <= end:
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        chunk_end = pos + 12 + length  # length, type, data, CRC
-        if chunk_end > end:
-            break
-        if kind not in _PNG_METADATA_CHUNKS:
-            kept.append(data[pos:chunk_end])
-        pos = chunk_end
-        if kind == b"IEND":
-            break
-    kept.append(data[pos:])
-    return b"".join(kept)
-
 
 # --- HEIF ---------------------------------------------------------------------------------------------
 
@@ -220,8 +85,6 @@ def _ensure_heif_opener() -> bool:
         return _heif_available
 
 
-# --- pixel limit ----------------------------------------------------------------------------------
-
 # --- decoding ---------------------------------------------------------------------------------------
 
 _TRANSPOSE = {
@@ -233,7 +96,6 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_ORIENTATION = ExifTags.Base.Orientation
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
 
@@ -261,7 +123,7 @@ def decode_image(
         try:
             return _decode(data, fmt, min_side, max_pixels)
         except ValueError as exc:
-            if fmt != "PNG" or not _is_png_metadata_limit(exc):
+            if fmt != "PNG" or not is_png_metadata_limit(exc):
                 raise
             # Pillow refuses a compressed text chunk or ICC profile over its limit (1 MB each,
             # 64 MB of text in all), and with it the whole image. We use neither: drop them.
@@ -273,17 +135,6 @@ def decode_image(
         if _declared_longer(data, fmt):  # libwebp only says "could not create decoder object"
             raise DecodeError("truncated image") from exc
         raise DecodeError(_reason_for(exc, fmt)) from exc
-
-
-def check_head(head: bytes) -> str:
-    """The format of a file from its first bytes (512 give the best reason), or DecodeError saying
-    why it is no image. Callers that read files run it first, so a non-image is never read whole."""
-    if not head:
-        raise DecodeError("empty file")
-    fmt = sniff_format(head[:32])
-    if fmt is None:
-        raise DecodeError(_describe_non_image(head[:512]))
-    return fmt
 
 
 def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> DecodedImage:
@@ -306,23 +157,23 @@ def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> Dec
         img.draft("RGB", (min_side, min_side))
     # Pillow's TIFF reader rotates by itself while loading and then drops the tag, so remember it
     # for the metadata; what getexif() still reports after load() is what is left for us to apply.
-    applied_by_pillow = _attempt(_tiff_orientation, img)
+    applied_by_pillow = exif.pillow_applied_orientation(img)
     img.load()  # decode now, inside the caller's try, so truncation surfaces here
 
-    exif = _attempt(img.getexif)
-    orientation = _attempt(_orientation_value, exif.get(_ORIENTATION)) if exif is not None else None
+    tags = exif.read_exif(img)
+    orientation = exif.orientation(tags)
     rgb = _to_rgb(img)
     if orientation in _TRANSPOSE:
         rgb = rgb.transpose(_TRANSPOSE[orientation])
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    lat, lon = (_attempt(_gps, exif) if exif is not None else None) or (None, None)
+    lat, lon = exif.gps_position(tags)
     metadata = ImageMetadata(
         format="JPEG" if img.format == "MPO" else (img.format or fmt),
         width=width,
         height=height,
-        taken_at=_attempt(_taken_at, exif) if exif is not None else None,
-        camera=_attempt(_camera, exif) if exif is not None else None,
+        taken_at=exif.taken_at(tags),
+        camera=exif.camera(tags),
         orientation=orientation or applied_by_pillow,
         gps_lat=lat,
         gps_lon=lon,
@@ -382,98 +233,3 @@ def _reason_for(exc: Exception, fmt: str) -> str:
 def _declared_longer(data: bytes, fmt: str) -> bool:
     """RIFF (WebP) headers state the file length, so a cut-off file can be named as such."""
     return fmt == "WEBP" and int.from_bytes(data[4:8], "little") + 8 > len(data)
-
-
-def _describe_non_image(head: bytes) -> str:
-    """Say whether an unrecognised file looks like text, the usual case of a mislabelled file."""
-    allowed_controls = {9, 10, 12, 13}
-    if all(b >= 32 or b in allowed_controls for b in head) and b"\x7f" not in head:
-        return "not an image (text)"
-    return "not an image (unrecognised format)"
-
-
-# --- metadata -----------------------------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-def _attempt(func: Callable[..., _T], *args: Any) -> _T | None:
-    """Run one metadata step; malformed EXIF is common and must cost a field, never the image."""
-    try:
-        return func(*args)
-    except Exception as exc:
-        log.debug("ignoring malformed metadata (%s): %s", getattr(func, "__name__", func), exc)
-        return None
-
-
-def _orientation_value(value: Any) -> int | None:
-    if isinstance(value, (tuple, list)):
-        value = value[0] if value else None
-    return int(value) if isinstance(value, int) and 1 <= value <= 8 else None
-
-
-def _tiff_orientation(img: Image.Image) -> int | None:
-    tags = getattr(img, "tag_v2", None)
-    return _orientation_value(tags.get(_ORIENTATION)) if tags is not None else None
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        return None
-    cleaned = " ".join(value.replace("\x00", " ").split())
-    return cleaned or None
-
-
-def _taken_at(exif: Image.Exif) -> datetime | None:
-    exif_ifd = exif.get_ifd(ExifTags.IFD.Exif)
-    for value in (
-        exif_ifd.get(ExifTags.Base.DateTimeOriginal),
-        exif.get(ExifTags.Base.DateTimeOriginal),  # some writers misplace it in IFD0
-        exif.get(ExifTags.Base.DateTime),
-    ):
-        parsed = _parse_datetime(_text(value))
-        if parsed is not None:
-            return parsed
-    return None
-
-
-def _parse_datetime(text: str | None) -> datetime | None:
-    """Parse EXIF's "YYYY:MM:DD HH:MM:SS" and the common variants; "0000:00:00 ..." means unset."""
-    if not text:
-        return None
-    for pattern in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y:%m:%d %H:%M"):
-        try:
-            return datetime.strptime(text[:19], pattern)
-        except ValueError:
-            continue
-    return None
-
-
-def _camera(exif: Image.Exif) -> str | None:
-    make = _text(exif.get(ExifTags.Base.Make))
-    model = _text(exif.get(ExifTags.Base.Model))
-    if make and model and model.lower().startswith(make.lower()):
-        return model  # "Canon" + "Canon EOS R5" reads better as "Canon EOS R5"
-    return " ".join(part for part in (make, model) if part) or None
-
-
-def _gps(exif: Image.Exif) -> tuple[float, float] | None:
-    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-    lat = _gps_coordinate(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), 90)
-    lon = _gps_coordinate(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), 180)
-    return (lat, lon) if lat is not None and lon is not None else None  # half a position is no use
-
-
-def _gps_coordinate(value: Any, ref: Any, bound: float) -> float | None:
-    """Degrees/minutes/seconds rationals plus an N/S/E/W ref to signed decimal degrees."""
-    if value is None:
-        return None
-    parts = [float(part) for part in value] if isinstance(value, (tuple, list)) else [float(value)]
-    if not 1 <= len(parts) <= 3:
-        return None
-    degrees = sum(part / 60**i for i, part in enumerate(parts))
-    if not math.isfinite(degrees) or not 0 <= degrees <= bound:
-        return None
-    return -degrees if (_text(ref) or "").upper().startswith(("S", "W")) else degrees

@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from pixseek.media.decode import DecodeError, check_head
+from pixseek.media.errors import DecodeError
+from pixseek.media.prechecks import check_head
 
 # The largest file read into memory to decode. A 150 MP TIFF or PNG stays well below it; a sparse
 # or padded multi-GB ".jpg" would otherwise be read whole (2 GB of RAM per file, per worker).

@@ -17,10 +17,13 @@ from PIL import Image
 
 from pixseek.embedding import Encoder
 from pixseek.errors import NotFoundError, PixseekError
-from pixseek.media.decode import DecodeError, decode_image
+from pixseek.media.decode import decode_image
+from pixseek.media.errors import DecodeError
 from pixseek.search.vector_search import VectorSearch
 from pixseek.store.models import STATUS_INDEXED, ImageRecord
-from pixseek.store.repository import CollectionInfo, SearchFilters, Store
+from pixseek.store.records import CollectionInfo, SearchFilters
+from pixseek.store.repository import Store
+from pixseek.vocabulary import QUERY_BLANKS
 
 MAX_K = 10_000
 
@@ -77,7 +80,7 @@ class Searcher:
         self._encoder = encoder  # loaded on first use: `--like` needs no model at all
 
     def by_text(self, text: str, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
-        if not text.strip():
+        if not text.strip(QUERY_BLANKS):
             raise PixseekError("the text query is empty")
         return self.by_vector(self._encoder().embed_texts([text])[0], k, filters)
 

@@ -6,142 +6,34 @@ at most the batch in flight, and the collection's generation moves with the vect
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, update
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy.orm import defer
 
 from pixseek.errors import NotFoundError, PixseekError
-from pixseek.store.database import DatabaseUnavailable, database_errors, open_database
+from pixseek.store.database import DatabaseUnavailable, open_database
 from pixseek.store.models import STATUS_FAILED, STATUS_INDEXED, Collection, CollectionFolder, ImageRecord
-
-_ID_CHUNK = 900  # below SQLite's default bound-parameter limit
-_FOLDER_CHUNK = 100  # folder prefixes per query: 2 OR terms and 4 parameters each (see _folder_chunks)
+from pixseek.store.query_parts import ID_CHUNK, filter_conditions, folder_chunks, id_chunks, path_under
+from pixseek.store.records import (
+    AppliedChanges,
+    ChangeBatch,
+    CollectionInfo,
+    CollectionStats,
+    KnownFile,
+    SearchFilters,
+)
+from pixseek.store.sessions import Sessions
 
 
 class CollectionMismatchError(PixseekError):
     """The collection holds vectors of another model: mixing them would make search meaningless."""
 
 
-@dataclass(frozen=True)
-class CollectionInfo:
-    id: int
-    name: str
-    model_id: str
-    model_fingerprint: str
-    dim: int
-    precision: str
-    generation: int
-
-
-@dataclass(frozen=True)
-class KnownFile:
-    id: int
-    size: int
-    mtime_ns: int
-    content_hash: str | None
-    status: str
-
-
-@dataclass(frozen=True)
-class FileFacts:
-    """What the indexer learned about one file on disk, whatever the outcome."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    content_hash: str | None = None
-    format: str | None = None
-    width: int | None = None
-    height: int | None = None
-    taken_at: datetime | None = None
-    camera: str | None = None
-    orientation: int | None = None
-    gps_lat: float | None = None
-    gps_lon: float | None = None
-
-
-@dataclass
-class ChangeBatch:
-    """One transaction's worth of index changes, applied in a safe order: deletes, moves, inserts."""
-
-    indexed: list[tuple[FileFacts, np.ndarray]] = field(default_factory=list)
-    failed: list[tuple[FileFacts, str]] = field(default_factory=list)
-    moved: list[tuple[int, FileFacts]] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.indexed or self.failed or self.moved or self.deleted)
-
-
-@dataclass(frozen=True)
-class AppliedChanges:
-    added_ids: np.ndarray
-    added_vectors: np.ndarray
-    removed_ids: np.ndarray
-    generation: int
-
-
-@dataclass(frozen=True)
-class SearchFilters:
-    folders: tuple[str, ...] = ()
-    taken_after: datetime | None = None
-    taken_before: datetime | None = None
-    min_width: int | None = None
-    min_height: int | None = None
-    formats: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.folders
-            or self.taken_after
-            or self.taken_before
-            or self.min_width
-            or self.min_height
-            or self.formats
-        )
-
-
-@dataclass(frozen=True)
-class CollectionStats:
-    indexed: int
-    failed: int
-    first_indexed: datetime | None
-    last_indexed: datetime | None
-
-
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _under(path_column, folder: str) -> ColumnElement[bool]:
-    """Rows at ``folder`` itself or anywhere below it (not siblings sharing a name prefix).
-
-    An exact prefix compare with substr, not LIKE: SQLite's LIKE ignores ASCII case (``/photos``
-    matched ``/Photos/...``) and refuses patterns over 50,000 bytes, and ``_`` and ``%`` needed
-    escaping. substr counts characters on both backends, as ``len`` does."""
-    folder = folder.rstrip(os.sep) or os.sep
-    prefix = folder if folder.endswith(os.sep) else folder + os.sep
-    return or_(path_column == folder, func.substr(path_column, 1, len(prefix)) == prefix)
-
-
-def _folder_chunks(folders: Iterable[str]) -> Iterator[list[str]]:
-    """Folders in groups small enough for one query: SQLite nests ``a OR b OR ...`` one level per
-    term and refuses expressions deeper than 1000 (499 folders did it)."""
-    unique = list(dict.fromkeys(folders))
-    for start in range(0, len(unique), _FOLDER_CHUNK):
-        yield unique[start : start + _FOLDER_CHUNK]
-
-
-def _chunks(values: Sequence[int]) -> Iterator[list[int]]:
-    values = list(values)
-    for start in range(0, len(values), _ID_CHUNK):
-        yield values[start : start + _ID_CHUNK]
 
 
 def _vector_bytes(vector: np.ndarray) -> bytes:
@@ -154,30 +46,10 @@ def _info(row: Collection) -> CollectionInfo:
     )
 
 
-class _Sessions:
-    """``sessionmaker``'s two entry points, with a driver error anywhere in the block (a lost
-    connection, a restarted server, a full disk) raised as one-line DatabaseUnavailable: every
-    Store method gets that by opening its session, so none of them needs its own handling."""
-
-    def __init__(self, engine: Engine):
-        self._engine = engine
-        self._maker = sessionmaker(engine, expire_on_commit=False)
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[Session]:
-        with database_errors(self._engine), self._maker() as session:
-            yield session
-
-    @contextlib.contextmanager
-    def begin(self) -> Iterator[Session]:
-        with database_errors(self._engine), self._maker.begin() as session:
-            yield session
-
-
 class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._session = _Sessions(engine)
+        self._session = Sessions(engine)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -298,10 +170,10 @@ class Store:
         )
         found: dict[str, KnownFile] = {}
         with self._session() as session:
-            for chunk in _folder_chunks(roots):
+            for chunk in folder_chunks(roots):
                 query = select(*columns).where(
                     ImageRecord.collection_id == collection_id,
-                    or_(*(_under(ImageRecord.path, root) for root in chunk)),
+                    or_(*(path_under(ImageRecord.path, root) for root in chunk)),
                 )
                 found.update((row[0], KnownFile(*row[1:])) for row in session.execute(query))
         return found
@@ -323,10 +195,10 @@ class Store:
         found: dict[str, KnownFile] = {}
         unique = list(dict.fromkeys(files))
         with self._session() as session:
-            for start in range(0, len(unique), _ID_CHUNK):
+            for start in range(0, len(unique), ID_CHUNK):
                 query = select(*columns).where(
                     ImageRecord.collection_id == collection_id,
-                    ImageRecord.path.in_(unique[start : start + _ID_CHUNK]),
+                    ImageRecord.path.in_(unique[start : start + ID_CHUNK]),
                 )
                 found.update((row[0], KnownFile(*row[1:])) for row in session.execute(query))
         folders = list(folders)
@@ -338,11 +210,11 @@ class Store:
         found: dict[str, list[tuple[int, str]]] = {}
         unique = list(dict.fromkeys(hashes))
         with self._session() as session:
-            for start in range(0, len(unique), _ID_CHUNK):
+            for start in range(0, len(unique), ID_CHUNK):
                 query = select(ImageRecord.content_hash, ImageRecord.id, ImageRecord.path).where(
                     ImageRecord.collection_id == collection_id,
                     ImageRecord.status == STATUS_INDEXED,
-                    ImageRecord.content_hash.in_(unique[start : start + _ID_CHUNK]),
+                    ImageRecord.content_hash.in_(unique[start : start + ID_CHUNK]),
                 )
                 for content_hash, image_id, path in session.execute(query):
                     if content_hash is not None:  # it is: the query asked for these hashes
@@ -354,7 +226,7 @@ class Store:
         out_ids: list[int] = []
         blobs: list[bytes] = []
         with self._session() as session:
-            for chunk in _chunks(ids):
+            for chunk in id_chunks(ids):
                 query = select(ImageRecord.id, ImageRecord.embedding).where(
                     ImageRecord.id.in_(chunk), ImageRecord.status == STATUS_INDEXED
                 )
@@ -399,7 +271,7 @@ class Store:
         now = _now()
         removed: list[int] = []
         with self._session.begin() as session:
-            for chunk in _chunks(batch.deleted):
+            for chunk in id_chunks(batch.deleted):
                 removed.extend(
                     session.scalars(
                         delete(ImageRecord)
@@ -455,7 +327,7 @@ class Store:
         """Metadata rows (without the embedding blob) for result ids."""
         found: dict[int, ImageRecord] = {}
         with self._session() as session:
-            for chunk in _chunks(ids):
+            for chunk in id_chunks(ids):
                 query = (
                     select(ImageRecord).options(defer(ImageRecord.embedding)).where(ImageRecord.id.in_(chunk))
                 )
@@ -472,24 +344,14 @@ class Store:
 
     def filtered_ids(self, collection_id: int, filters: SearchFilters) -> np.ndarray:
         """Ids of the indexed images that pass ``filters``; many folders take one query per chunk."""
-        conditions = [ImageRecord.collection_id == collection_id, ImageRecord.status == STATUS_INDEXED]
-        if filters.taken_after:
-            conditions.append(ImageRecord.taken_at >= filters.taken_after)
-        if filters.taken_before:
-            conditions.append(ImageRecord.taken_at <= filters.taken_before)
-        if filters.min_width:
-            conditions.append(ImageRecord.width >= filters.min_width)
-        if filters.min_height:
-            conditions.append(ImageRecord.height >= filters.min_height)
-        if filters.formats:
-            conditions.append(func.upper(ImageRecord.format).in_([f.upper() for f in filters.formats]))
+        conditions = filter_conditions(collection_id, filters)
         with self._session() as session:
             if not filters.folders:
                 ids = session.scalars(select(ImageRecord.id).where(*conditions)).all()
                 return np.asarray(ids, dtype=np.int64)
             found: set[int] = set()
-            for chunk in _folder_chunks(filters.folders):
-                under = or_(*(_under(ImageRecord.path, folder) for folder in chunk))
+            for chunk in folder_chunks(filters.folders):
+                under = or_(*(path_under(ImageRecord.path, folder) for folder in chunk))
                 found.update(session.scalars(select(ImageRecord.id).where(*conditions, under)))
         return np.asarray(sorted(found), dtype=np.int64)
 

@@ -14,116 +14,44 @@ base, or the collection outgrows what the base was trained for, a new base is bu
 embeddings (in a background thread for long-running processes) and swapped in atomically: changes
 that arrived meanwhile are carried over by comparing id sets, never lost.
 
-On disk a collection's index is a folder: ``manifest.json`` names the current base files and the
-delta file; every file is written under a fresh name and published by rewriting the manifest
-(temp file, fsync, rename), so a reader or a crash never sees a half-written index. The manifest
-records the store generation it reflects; when SQL has moved on, the index catches up from SQL.
+On disk a collection's index is a folder (:mod:`pixseek.store.index_folder`): every file is written
+under a fresh name and published by rewriting ``manifest.json``, so a reader or a crash never sees a
+half-written index. The manifest records the store generation it reflects; when SQL has moved on,
+the index catches up from SQL.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
 
+from pixseek.store import index_folder
 from pixseek.store.ann.base import BaseIndex, SearchParams, gpu_count
-from pixseek.store.ann.plan import IndexPlan, choose_plan, default_memory_budget, nlist_for
+from pixseek.store.ann.delta import delta_ids, delta_vectors, new_delta
+from pixseek.store.ann.plan import IndexPlan, choose_plan, nlist_for
 from pixseek.store.ann.source import StoreVectors, VectorSource
 from pixseek.store.ann.topk import merge_top_k
 from pixseek.store.ann.tuning import tune
-from pixseek.vocabulary import IndexKind
+from pixseek.store.index_options import IndexOptions
 
 if TYPE_CHECKING:
-    from pixseek.store.repository import CollectionInfo, Store
+    from pixseek.store.records import CollectionInfo
+    from pixseek.store.repository import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IndexOptions", "VectorIndex", "describe_saved", "gpu_count"]
+__all__ = ["VectorIndex", "gpu_count"]
 
-FORMAT = 2
-MANIFEST = "manifest.json"
 # Batches of >= 2 queries take FAISS's BLAS path (a matrix product) instead of one scan per query:
 # the default threshold of 20 left batches of 16 at a quarter of the BLAS speed (project notes).
 faiss.cvar.distance_compute_blas_threshold = 2
 _NO_IDS = np.empty(0, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    """How a collection's index is chosen, tuned, searched and maintained."""
-
-    kind: str = "auto"  # auto | flat | ivf | ivfpq | hnsw
-    memory_budget: int | None = None  # bytes for the index; None: half the available memory
-    recall_target: float = 0.95
-    overrides: SearchParams = field(default_factory=SearchParams)  # beat the tuned parameters
-    mmap: bool = True  # map the base read-only instead of reading it into private memory
-    background: bool = False  # rebuild the base in a thread (servers, watchers)
-    merge_min: int = 20_000  # no base below this many vectors: the delta alone is exact and cheap
-    merge_ratio: float = 0.1  # rebuild when delta or tombstones exceed this share of the base
-    regrow_ratio: float = 2.0  # retrain when the collection is this many times the trained size
-
-    def budget(self) -> int:
-        return self.memory_budget if self.memory_budget is not None else default_memory_budget()
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _new_delta(dim: int) -> faiss.Index:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-
-
-def _delta_ids(delta: faiss.Index) -> np.ndarray:
-    return faiss.vector_to_array(delta.id_map).astype(np.int64)
-
-
-def _delta_vectors(delta: faiss.Index) -> np.ndarray:
-    if delta.ntotal == 0:
-        return np.empty((0, delta.d), dtype=np.float32)
-    return delta.index.reconstruct_n(0, delta.ntotal)  # in id-map order, like _delta_ids
-
-
-def describe_saved(folder: Path) -> dict:
-    """What ``pixseek status`` shows of a saved index, from its manifest alone (no FAISS load):
-    type, factory string, tuned parameters, measured recall and bytes on disk."""
-    manifest = folder / MANIFEST
-    base = json.loads(manifest.read_text()).get("base") if manifest.exists() else None
-    plan = IndexPlan.from_json(base["plan"]) if base else IndexPlan(IndexKind.FLAT)
-    files = [path for path in folder.iterdir() if path.is_file()] if folder.is_dir() else []
-    return {
-        "type": plan.kind,
-        "factory": plan.factory_key(),
-        "params": base.get("params", {}) if base else {},
-        "measured_recall": base.get("measured_recall") if base else 1.0,
-        "bytes": sum(path.stat().st_size for path in files),
-    }
 
 
 class VectorIndex:
@@ -142,7 +70,7 @@ class VectorIndex:
         self.options = options or IndexOptions()
         self.generation = generation
         self.base: BaseIndex | None = None
-        self.delta = _new_delta(dim)
+        self.delta = new_delta(dim)
         self.tombstones = _NO_IDS  # sorted base ids removed since the base was built
         self.path: Path | None = None  # the folder this index was loaded from or saved to
         self._base_files: dict | None = None  # the base's file names once written
@@ -157,7 +85,7 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         with self._lock:
             base = self.base.ids[~np.isin(self.base.ids, self.tombstones)] if self.base else _NO_IDS
-            return np.concatenate([np.asarray(base), _delta_ids(self.delta)])
+            return np.concatenate([np.asarray(base), delta_ids(self.delta)])
 
     def describe(self) -> dict:
         """What `pixseek status` and the API report about the index."""
@@ -182,7 +110,7 @@ class VectorIndex:
     def reconstruct(self, image_id: int) -> np.ndarray:
         """The indexed vector of ``image_id`` (delta, or a base kind that keeps raw vectors)."""
         with self._lock:
-            if image_id in set(_delta_ids(self.delta).tolist()):
+            if image_id in set(delta_ids(self.delta).tolist()):
                 return self.delta.reconstruct(int(image_id))
             vector = self.base.reconstruct(image_id) if self.base else None
             if vector is None or image_id in set(self.tombstones.tolist()):
@@ -325,14 +253,14 @@ class VectorIndex:
             live = self.ids()
             in_new = new_base.contains(live)
             carried = live[~in_new]
-            delta_ids = _delta_ids(self.delta)
-            from_delta = carried[np.isin(carried, delta_ids)]
+            in_delta = delta_ids(self.delta)
+            from_delta = carried[np.isin(carried, in_delta)]
             vectors = [self.delta.reconstruct_batch(from_delta)] if len(from_delta) else []
-            elsewhere = carried[~np.isin(carried, delta_ids)]
+            elsewhere = carried[~np.isin(carried, in_delta)]
             if len(elsewhere):  # in the old base only: the snapshot missed them
                 found, extra = self._source().by_ids(elsewhere)
                 from_delta, vectors = np.concatenate([from_delta, found]), [*vectors, extra]
-            delta = _new_delta(self.dim)
+            delta = new_delta(self.dim)
             if len(from_delta):
                 delta.add_with_ids(np.concatenate(vectors).astype(np.float32), from_delta)
             self.base, self.delta = new_base, delta
@@ -365,12 +293,7 @@ class VectorIndex:
                 fresh.delta.add_with_ids(vectors, ids)
         return fresh
 
-    # ---- persistence ----------------------------------------------------------------------------
-    @staticmethod
-    def legacy_paths(path: Path) -> tuple[Path, Path]:
-        """Where pixseek before the segmented layout kept the index (one Flat file + sidecar)."""
-        old = path.with_name(path.name + ".faiss")
-        return old, old.with_name(old.name + ".json")
+    # ---- persistence (the files: pixseek.store.index_folder) ---------------------------------------
 
     @classmethod
     def load(
@@ -386,55 +309,16 @@ class VectorIndex:
         index = cls(dim, source=source, options=options)
         index.path = Path(path)
         try:
-            if not (Path(path) / MANIFEST).exists():
-                index._read_legacy(Path(path))
-                return index
-            for attempt in range(3):  # a writer may publish a new manifest while this one is read
-                manifest = json.loads((Path(path) / MANIFEST).read_text())
-                if manifest.get("format") != FORMAT or manifest.get("dim") != dim:
-                    raise ValueError(f"format {manifest.get('format')}, {manifest.get('dim')}-d, not {dim}-d")
-                try:
-                    index._read(Path(path), manifest)
-                    break
-                except FileNotFoundError:
-                    if attempt == 2:
-                        raise
-                    index = cls(dim, source=source, options=options)
-                    index.path = Path(path)
+            saved = index_folder.read_saved(Path(path), dim, mmap=index.options.mmap)
         except (RuntimeError, OSError, ValueError, KeyError) as error:
             log.warning("vector index %s unreadable (%s); rebuilding it from the store", path, error)
-            index = cls(dim, source=source, options=options)
-            index.path = Path(path)
+            return index
+        if saved is not None:
+            index.base, index._base_files = saved.base, saved.base_files
+            if len(saved.delta_ids):
+                index.delta.add_with_ids(np.ascontiguousarray(saved.delta_vectors), saved.delta_ids)
+            index.tombstones, index.generation = saved.tombstones, saved.generation
         return index
-
-    def _read(self, folder: Path, manifest: dict) -> None:
-        base = manifest.get("base")
-        if base:
-            plan = IndexPlan.from_json(base["plan"])
-            params = SearchParams(**base.get("params", {}))
-            template = folder / base["template"] if base.get("template") else None
-            self.base = BaseIndex.read(
-                folder / base["index"], folder / base["ids"], template, plan, params, mmap=self.options.mmap
-            )
-            self.base.measured_recall = base.get("measured_recall")
-            self._base_files = base
-        with np.load(folder / manifest["delta"]) as delta:
-            if len(delta["ids"]):
-                self.delta.add_with_ids(np.ascontiguousarray(delta["vectors"]), delta["ids"])
-            self.tombstones = np.sort(delta["tombstones"])
-        self.generation = int(manifest.get("generation", -1))
-
-    def _read_legacy(self, path: Path) -> None:
-        old, meta = self.legacy_paths(path)
-        if not old.exists():
-            return
-        legacy = faiss.read_index(str(old))
-        if legacy.d != self.dim:
-            raise ValueError(f"{old} is {legacy.d}-d")
-        ids = _delta_ids(legacy)
-        if len(ids):
-            self.delta.add_with_ids(np.ascontiguousarray(_delta_vectors(legacy)), ids)
-        self.generation = int(json.loads(meta.read_text()).get("generation", -1)) if meta.exists() else -1
 
     def save(self, path: Path) -> None:
         """Write what changed under fresh names, then publish it by replacing the manifest."""
@@ -442,54 +326,18 @@ class VectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self.path = folder
-            tag = uuid.uuid4().hex[:12]
+            tag = index_folder.new_tag()
             if self.base is not None and self._base_files is None:
-                template = f"base-{tag}.trained.faiss" if self.base.template else None
-                files: dict = {
-                    "index": f"base-{tag}.faiss",
-                    "ids": f"base-{tag}.ids.npy",
-                    "template": template,
-                }
-                self.base.write(
-                    folder / files["index"], folder / files["ids"], folder / template if template else None
-                )
-                self._base_files = files
-            delta_name = f"delta-{tag}.npz"
-            ids, vectors = _delta_ids(self.delta), _delta_vectors(self.delta)
-
-            def write_delta(tmp: str) -> None:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, ids=ids, vectors=vectors, tombstones=self.tombstones)
-
-            _write_atomically(folder / delta_name, write_delta)
-            manifest: dict = {
-                "format": FORMAT,
-                "dim": self.dim,
-                "generation": self.generation,
-                "delta": delta_name,
-            }
+                self._base_files = index_folder.write_base(folder, self.base, tag)
+            delta_name = index_folder.write_delta(
+                folder, tag, delta_ids(self.delta), delta_vectors(self.delta), self.tombstones
+            )
+            manifest = index_folder.publish(
+                folder, self.dim, self.generation, delta_name, self.base, self._base_files
+            )
             if self.base is not None:
-                written = self._base_files or {}
-                manifest["base"] = {
-                    **{k: v for k, v in written.items() if k in ("index", "ids", "template")},
-                    "plan": self.base.plan.to_json(),
-                    "params": self.base.params.to_json(),
-                    "measured_recall": self.base.measured_recall,
-                    "vectors": len(self.base),
-                }
                 self._base_files = manifest["base"]
-            text = json.dumps(manifest, indent=1)
-            _write_atomically(folder / MANIFEST, lambda tmp: Path(tmp).write_text(text))
-            referenced = {
-                MANIFEST,
-                delta_name,
-                *(v for v in (manifest.get("base") or {}).values() if isinstance(v, str)),
-            }
-        for stale in folder.iterdir():  # a mapped file stays valid for its readers after unlink
-            if stale.name not in referenced and not stale.name.startswith("."):
-                stale.unlink(missing_ok=True)
-        for legacy in self.legacy_paths(folder):
-            legacy.unlink(missing_ok=True)
+        index_folder.remove_stale(folder, manifest)
 
     # ---- search ------------------------------------------------------------------------------
     def search(

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from pixseek.evaluation.dataset import CaptionSet
-from pixseek.media.decode import DecodeError, decode_image
+from pixseek.media.decode import decode_image
+from pixseek.media.errors import DecodeError
 from pixseek.media.preprocess import preprocess_image
 
 Progress = Callable[[int, int], None]

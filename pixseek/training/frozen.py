@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pixseek.embedding.runtime import autocast
-from pixseek.media.decode import DecodeError
+from pixseek.media.errors import DecodeError
 from pixseek.training.data import ImageLoader, TrainingSet
 
 CHUNK = 64

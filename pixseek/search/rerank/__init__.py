@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pixseek.lazy import lazy_attributes
-from pixseek.search.rerank.presets import RERANKER_KINDS, RERANKER_PRESETS
+from pixseek.vocabulary import RERANKER_KINDS, RERANKER_PRESETS
 
 __getattr__ = lazy_attributes(
     __name__,

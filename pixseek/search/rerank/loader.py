@@ -14,7 +14,7 @@ from pixseek.embedding.runtime import resolve_device, resolve_precision
 from pixseek.search.rerank.base import Reranker
 from pixseek.search.rerank.blip2 import Blip2Reranker
 from pixseek.search.rerank.bridgetower import BridgeTowerReranker
-from pixseek.search.rerank.presets import RERANKER_KINDS, RERANKER_PRESETS
+from pixseek.vocabulary import RERANKER_KINDS, RERANKER_PRESETS
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pixseek.search.rerank.fusion import cutoff, fuse, order
 from pixseek.search.rerank.scorer import CachedScorer, ImageRef
 from pixseek.search.searcher import Searcher, SearchHit
 from pixseek.store.models import ImageRecord
-from pixseek.store.repository import SearchFilters
+from pixseek.store.records import SearchFilters
 
 
 @dataclass(frozen=True)

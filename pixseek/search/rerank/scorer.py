@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pixseek.media.decode import DecodeError, decode_image
+from pixseek.media.decode import decode_image
+from pixseek.media.errors import DecodeError
 from pixseek.media.files import FileOpener
 from pixseek.media.hashing import content_hash
 from pixseek.search.rerank.base import BATCH_SIZE, Reranker

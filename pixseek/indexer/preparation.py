@@ -1,0 +1,88 @@
+"""One file's preparation for indexing: read, hash, and decode and preprocess unless its content is
+already indexed.
+
+It stands alone because two callers must apply exactly the same rules: the local decode pool of
+:class:`pixseek.indexer.pipeline.Indexer` and the remote Ray actors of
+:mod:`pixseek.distributed.ray_indexing`, each with its own store connection and model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pixseek.embedding import Encoder
+from pixseek.indexer.walker import FileEntry
+from pixseek.media.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from pixseek.media.errors import DecodeError
+from pixseek.media.files import FileOpener
+from pixseek.media.hashing import content_hash
+from pixseek.store.records import FileFacts
+from pixseek.store.repository import Store
+
+log = logging.getLogger(__name__)
+DEFAULT_OPENER = FileOpener()  # anywhere, following symlinks, files up to DEFAULT_MAX_FILE_BYTES
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """A worker's verdict on one file: ready pixels, a stored vector to reuse, or a failure.
+
+    ``vector`` is set instead of ``pixels`` when the worker also ran the model (a Ray actor,
+    :mod:`pixseek.distributed.ray_indexing`): the main side then only stores it.
+    """
+
+    entry: FileEntry
+    facts: FileFacts
+    pixels: np.ndarray | None = None
+    reuse_candidates: tuple[tuple[int, str], ...] = ()
+    error: str | None = None
+    vanished: bool = False
+    vector: np.ndarray | None = None
+
+
+def _facts(entry: FileEntry, digest: str | None, decoded: DecodedImage | None = None) -> FileFacts:
+    facts = FileFacts(path=str(entry.path), size=entry.size, mtime_ns=entry.mtime_ns, content_hash=digest)
+    if decoded is None:
+        return facts
+    return facts.with_metadata_of(decoded.metadata)
+
+
+def prepare_file(
+    entry: FileEntry,
+    store: Store,
+    collection_id: int,
+    encoder: Encoder,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    opener: FileOpener = DEFAULT_OPENER,
+) -> PreparedFile:
+    """Read, hash and (unless an indexed image has the same content) decode and preprocess one file.
+
+    A module-level function, not a method, so that a remote worker holding its own store connection
+    and model (a Ray actor) applies exactly the rules of the local decode pool. The file is read
+    through ``opener``: one open, checked on its descriptor, so a file replaced since the walk by a
+    FIFO, a device, an oversized file or (when confined) a symlink fails alone, with its reason.
+    """
+    try:
+        data = opener.read(entry.path)
+    except FileNotFoundError:
+        return PreparedFile(entry, _facts(entry, None), vanished=True)
+    except DecodeError as error:  # not a regular file, too large, not an image, a symlink refused
+        return PreparedFile(entry, _facts(entry, None), error=error.reason)
+    except OSError as error:
+        return PreparedFile(entry, _facts(entry, None), error=f"unreadable: {error.strerror or error}")
+    digest = content_hash(data)
+    candidates = store.indexed_by_hash(collection_id, [digest]).get(digest)
+    if candidates:
+        return PreparedFile(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
+    try:
+        decoded = decode_image(data, min_side=encoder.image_min_side, max_pixels=max_pixels)
+        pixels = encoder.preprocess_image(decoded.image)
+    except DecodeError as error:
+        return PreparedFile(entry, _facts(entry, digest), error=error.reason)
+    except Exception as error:  # a processor bug on one odd image must not stop the run
+        log.exception("preprocessing %s failed", entry.path)
+        return PreparedFile(entry, _facts(entry, digest), error=f"preprocessing failed: {error}")
+    return PreparedFile(entry, _facts(entry, digest, decoded), pixels=pixels)

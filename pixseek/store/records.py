@@ -1,0 +1,108 @@
+"""The plain data that crosses the store's boundary: what callers hand to :class:`Store` and get back.
+
+Kept apart from the queries so that the indexer, search and the service can name these types (and
+build a batch or a filter) without importing the SQL behind them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    id: int
+    name: str
+    model_id: str
+    model_fingerprint: str
+    dim: int
+    precision: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    id: int
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the indexer learned about one file on disk, whatever the outcome."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = None
+    camera: str | None = None
+    orientation: int | None = None
+    gps_lat: float | None = None
+    gps_lon: float | None = None
+
+    def with_metadata_of(self, source: object) -> FileFacts:
+        """These facts with the image metadata of ``source``: a decoded image's metadata, or the
+        stored row of an original whose copy this is (same content, same pixels and EXIF)."""
+        return replace(self, **{name: getattr(source, name) for name in IMAGE_METADATA})
+
+
+# The fields of FileFacts (and of a stored image row) that describe the picture, not the file.
+IMAGE_METADATA = ("format", "width", "height", "taken_at", "camera", "orientation", "gps_lat", "gps_lon")
+
+
+@dataclass
+class ChangeBatch:
+    """One transaction's worth of index changes, applied in a safe order: deletes, moves, inserts."""
+
+    indexed: list[tuple[FileFacts, np.ndarray]] = field(default_factory=list)
+    failed: list[tuple[FileFacts, str]] = field(default_factory=list)
+    moved: list[tuple[int, FileFacts]] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.indexed or self.failed or self.moved or self.deleted)
+
+
+@dataclass(frozen=True)
+class AppliedChanges:
+    added_ids: np.ndarray
+    added_vectors: np.ndarray
+    removed_ids: np.ndarray
+    generation: int
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    folders: tuple[str, ...] = ()
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    min_width: int | None = None
+    min_height: int | None = None
+    formats: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.folders
+            or self.taken_after
+            or self.taken_before
+            or self.min_width
+            or self.min_height
+            or self.formats
+        )
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    indexed: int
+    failed: int
+    first_indexed: datetime | None
+    last_indexed: datetime | None
