@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixseek.cli.common import err, global_options, plural, quiet_model_loading, user_errors
+from pixseek.cli.common import err, global_options, quiet_model_loading, user_errors
 from pixseek.cli.options import DeviceOption, ModelOption, PrecisionOption, reranker_model_options
 from pixseek.errors import PixseekError
 from pixseek.vocabulary import RerankChoice
@@ -123,7 +123,8 @@ def _with_default_roots(settings: ServerSettings) -> ServerSettings:
         )
         return settings
     err.print(
-        f"serving the {plural(len(recorded), 'folder')} collection {collection!r} was indexed from: "
-        f"{', '.join(map(str, recorded))} (pass --root to choose others)"
+        f"serving what collection {collection!r} was indexed from: {', '.join(map(str, recorded))} "
+        "(pass --root to serve other folders)",
+        soft_wrap=True,
     )
     return settings.model_copy(update={"library_roots": recorded})

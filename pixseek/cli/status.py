@@ -30,9 +30,9 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         out.print_json(json.dumps({"database": database, "collections": [_as_json(s) for s in summaries]}))
         return
-    out.print(f"database: {database}")
+    out.print(f"database: {database}", soft_wrap=True)
     if not summaries:
-        out.print("no collections yet: run `pixseek index PATH`")
+        out.print("no collections yet: run `pixseek index PATH`", soft_wrap=True)
     for summary in summaries:
         _print_summary(summary)
 
@@ -41,15 +41,18 @@ def _print_summary(summary: CollectionSummary) -> None:
     index = summary.index
     out.print(
         f"{summary.name}: {plural(summary.indexed, 'image')}, {summary.failed} failed; model {summary.model} "
-        f"({summary.dim}-d, {summary.precision}, fingerprint {summary.fingerprint})"
+        f"({summary.dim}-d, {summary.precision}, fingerprint {summary.fingerprint})",
+        soft_wrap=True,
     )
-    out.print(f"  index: {index_line(index)}, {human_bytes(index['bytes'])} in {summary.index_dir}")
+    out.print(
+        f"  index: {index_line(index)}, {human_bytes(index['bytes'])} in {summary.index_dir}", soft_wrap=True
+    )
     for root in summary.roots:
-        out.print(f"  indexed from: {root}")
+        out.print(f"  indexed from: {root}", soft_wrap=True)
     for path in summary.excluded:
-        out.print(f"  kept out (pixseek rm --undo to let back in): {path}")
+        out.print(f"  kept out (pixseek rm --undo to let back in): {path}", soft_wrap=True)
     for path, reason in summary.failures:
-        out.print(f"  failed: {path}: {reason}")
+        out.print(f"  failed: {path}: {reason}", soft_wrap=True)
 
 
 def _as_json(summary: CollectionSummary) -> dict:
