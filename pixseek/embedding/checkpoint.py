@@ -17,10 +17,15 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pixseek.errors import PixseekError
+from pixseek.vocabulary import Precision
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ModelLoadError(PixseekError):
@@ -135,6 +140,29 @@ def load_model_and_processor(
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ModelLoadError(f"cannot load model {name!r}: {first_line(error)}; {hint}") from None
     return model, processor
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A checkpoint's model and processor, and where and how they will run."""
+
+    model: Any
+    processor: Any
+    device: torch.device
+    precision: Precision
+
+
+def load_for_inference(
+    name: str, source: str, model_class: str, processor_class: str, hint: str, device: str, precision: str
+) -> LoadedCheckpoint:
+    """The tail every model loader shares: resolve the device and precision first (a bad
+    ``--device`` fails before gigabytes load), then both halves of the checkpoint."""
+    from pixseek.embedding.runtime import resolve_device, resolve_precision
+
+    torch_device = resolve_device(device)
+    resolved = resolve_precision(precision, torch_device)
+    model, processor = load_model_and_processor(name, source, model_class, processor_class, hint)
+    return LoadedCheckpoint(model, processor, torch_device, resolved)
 
 
 def image_min_side(image_processor: Any) -> int:

@@ -20,10 +20,10 @@ from pixseek.embedding.checkpoint import (
     ModelLoadError,
     image_min_side,
     load_config,
-    load_model_and_processor,
+    load_for_inference,
     resolve_source,
 )
-from pixseek.embedding.runtime import precision_context, resolve_device, resolve_precision
+from pixseek.embedding.runtime import precision_context
 from pixseek.media.preprocess import preprocess_image
 from pixseek.vocabulary import ENCODER_PRESETS
 
@@ -136,9 +136,7 @@ def load_encoder(name: str, *, device: str = "auto", precision: str = "auto") ->
             f"model {name!r} is a {config.model_type!r}, not a dual encoder "
             f"(supported: {', '.join(sorted(_FAMILIES))}); {hint}"
         )
-    torch_device = resolve_device(device)
-    resolved_precision = resolve_precision(precision, torch_device)
-    model, processor = load_model_and_processor(
-        name, source, family.model_class, family.processor_class, hint
+    loaded = load_for_inference(
+        name, source, family.model_class, family.processor_class, hint, device, precision
     )
-    return DualEncoder(model, processor, source, torch_device, resolved_precision)
+    return DualEncoder(loaded.model, loaded.processor, source, loaded.device, loaded.precision)

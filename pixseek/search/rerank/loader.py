@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixseek.embedding.checkpoint import ModelLoadError, load_config, load_model_and_processor, resolve_source
-from pixseek.embedding.runtime import resolve_device, resolve_precision
+from pixseek.embedding.checkpoint import ModelLoadError, load_config, load_for_inference, resolve_source
 from pixseek.search.rerank.base import Reranker
 from pixseek.search.rerank.blip2 import Blip2Reranker
 from pixseek.search.rerank.bridgetower import BridgeTowerReranker
@@ -51,9 +50,7 @@ def load_reranker(kind: str, name: str, *, device: str = "auto", precision: str 
             f"model {name!r} is a BLIP-2 without a text Q-Former (use_qformer_text_input is off), "
             f"so it has no ITM head; use an ITM checkpoint such as {RERANKER_PRESETS['blip2']}"
         )
-    torch_device = resolve_device(device)
-    resolved_precision = resolve_precision(precision, torch_device)
-    model, processor = load_model_and_processor(
-        name, source, family.model_class, family.processor_class, hint
+    loaded = load_for_inference(
+        name, source, family.model_class, family.processor_class, hint, device, precision
     )
-    return family.reranker(model, processor, source, torch_device, resolved_precision)
+    return family.reranker(loaded.model, loaded.processor, source, loaded.device, loaded.precision)
