@@ -315,10 +315,10 @@ def describe_index(vectors) -> str:
     describe = getattr(vectors, "describe", None)
     if describe is not None:
         facts = describe()
-        params = ",".join(f"{k}={v}" for k, v in sorted(facts.get("params", {}).items()))
-        text = f"{facts.get('factory', facts.get('type'))}{f' ({params})' if params else ''}"
-        if facts.get("delta_vectors"):
-            text += f" + {facts['delta_vectors']} in delta"
+        params = ",".join(f"{k}={v}" for k, v in sorted(facts.params.items()))
+        text = f"{facts.factory}{f' ({params})' if params else ''}"
+        if facts.delta_vectors:
+            text += f" + {facts.delta_vectors} in delta"
         return text
     names, index = [], getattr(vectors, "index", None)
     while index is not None:

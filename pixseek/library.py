@@ -32,7 +32,7 @@ from pixseek.service.searching import SearchOutcome
 from pixseek.service.store import open_store
 from pixseek.service.summary import CollectionSummary, LiveCollection
 from pixseek.store.database import DatabaseError
-from pixseek.store.records import CollectionInfo, SearchFilters
+from pixseek.store.records import CollectionInfo, IndexDescription, SavedIndexSummary, SearchFilters
 from pixseek.store.repository import CollectionMismatchError, Store
 
 if TYPE_CHECKING:
@@ -52,12 +52,14 @@ __all__ = [
     "CollectionSummary",
     "DatabaseError",
     "FillReport",
+    "IndexDescription",
     "IndexReport",
     "IndexedImage",
     "Library",
     "LiveCollection",
     "Removal",
     "RerankedSearch",
+    "SavedIndexSummary",
     "SearchFilters",
     "SearchHit",
     "SearchOutcome",

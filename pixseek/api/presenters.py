@@ -8,6 +8,7 @@ outside every root is not shown at all. Clients never see a server path.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from fastapi.responses import Response
@@ -135,5 +136,5 @@ def collection_status(live: LiveCollection, searchable: int) -> CollectionStatus
         searchable=searchable,
         failed=live.failed,
         vectors=live.vectors,
-        index=VectorIndexStatus(**live.index),
+        index=VectorIndexStatus(**asdict(live.index)),
     )

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from pixseek.api.jobs import JobState
-from pixseek.vocabulary import QUERY_BLANKS
+from pixseek.vocabulary import QUERY_BLANKS, RerankChoice
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -112,7 +112,9 @@ class SearchRequest(BaseModel):
     k: JsonInt = Field(default=24, ge=1, le=MAX_K, description="Results per page")
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
     filters: Filters = Filters()
-    rerank: Literal["none", "bridgetower", "blip2", "both"] | None = Field(
+    rerank: (
+        Literal[RerankChoice.NONE, RerankChoice.BRIDGETOWER, RerankChoice.BLIP2, RerankChoice.BOTH] | None
+    ) = Field(
         default=None,
         description="Re-rank the first-stage candidates with ITM heads; default: the server's --rerank. "
         "Only re-rankers the server loaded (GET /status: rerankers) can be asked for",

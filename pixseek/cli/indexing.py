@@ -42,7 +42,14 @@ from pixseek.vocabulary import RerankChoice
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pixseek.library import FillReport, IndexReport, Library, WatcherState
+    from pixseek.library import (
+        FillReport,
+        IndexDescription,
+        IndexReport,
+        Library,
+        SavedIndexSummary,
+        WatcherState,
+    )
 
 app = typer.Typer()
 
@@ -325,12 +332,12 @@ def reindex(
             library.finish_vectors(collection)
 
 
-def index_line(info: dict) -> str:
+def index_line(info: IndexDescription | SavedIndexSummary) -> str:
     """'IVF1024,Flat nprobe 8, measured recall@10 0.962' or 'exact (IDMap2,Flat)'."""
-    if not info["params"]:
-        return f"exact search ({info['factory']})"
-    params = ", ".join(f"{name} {value}" for name, value in info["params"].items())
-    return f"{info['factory']} {params}, measured recall@10 {info['measured_recall']:.3f}"
+    if not info.params:
+        return f"exact search ({info.factory})"
+    params = ", ".join(f"{name} {value}" for name, value in info.params.items())
+    return f"{info.factory} {params}, measured recall@10 {info.measured_recall or 0:.3f}"
 
 
 @app.command()

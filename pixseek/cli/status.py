@@ -45,7 +45,7 @@ def _print_summary(summary: CollectionSummary) -> None:
         soft_wrap=True,
     )
     out.print(
-        f"  index: {index_line(index)}, {human_bytes(index['bytes'])} in {summary.index_dir}", soft_wrap=True
+        f"  index: {index_line(index)}, {human_bytes(index.bytes)} in {summary.index_dir}", soft_wrap=True
     )
     for root in summary.roots:
         out.print(f"  indexed from: {root}", soft_wrap=True)
@@ -66,11 +66,11 @@ def _as_json(summary: CollectionSummary) -> dict:
         "failed": summary.failed,
         "last_indexed": summary.last_indexed.isoformat() if summary.last_indexed else None,
         "index_dir": summary.index_dir,
-        "index_bytes": summary.index["bytes"],
-        "index_type": summary.index["type"],
-        "index_factory": summary.index["factory"],
-        "index_params": summary.index["params"],
-        "index_recall": summary.index["measured_recall"],
+        "index_bytes": summary.index.bytes,
+        "index_type": summary.index.type,
+        "index_factory": summary.index.factory,
+        "index_params": summary.index.params,
+        "index_recall": summary.index.measured_recall,
         "roots": summary.roots,
         "excluded": summary.excluded,
         "failures": [{"path": path, "reason": reason} for path, reason in summary.failures],

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pixseek.service import folders
-from pixseek.store.records import CollectionInfo
+from pixseek.store.records import CollectionInfo, IndexDescription, SavedIndexSummary
 from pixseek.store.repository import Store
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class CollectionSummary:
     failed: int
     last_indexed: datetime | None
     index_dir: str
-    index: dict[str, Any]  # type, factory, params, measured_recall, bytes (vector_index.describe_saved)
+    index: SavedIndexSummary  # from the saved manifest: no FAISS load
     roots: list[str]
     excluded: list[str]
     failures: list[tuple[str, str]]
@@ -51,7 +51,7 @@ class LiveCollection:
     indexed: int
     failed: int
     vectors: int  # searchable now
-    index: dict[str, Any]  # VectorIndex.describe(): kind, factory, delta, tombstones, params, ...
+    index: IndexDescription  # the loaded index
 
 
 def summaries(store: Store, index_path: Callable[[CollectionInfo], Path]) -> list[CollectionSummary]:

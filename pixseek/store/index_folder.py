@@ -23,6 +23,7 @@ import numpy as np
 from pixseek.store.ann.base import BaseIndex, SearchParams
 from pixseek.store.ann.delta import delta_ids, delta_vectors
 from pixseek.store.ann.plan import IndexPlan
+from pixseek.store.records import SavedIndexSummary
 from pixseek.vocabulary import IndexKind
 
 FORMAT = 2
@@ -63,20 +64,20 @@ def write_atomically(path: Path, write: Callable[[str], object]) -> None:
         os.close(dir_fd)
 
 
-def describe_saved(folder: Path) -> dict:
+def describe_saved(folder: Path) -> SavedIndexSummary:
     """What ``pixseek status`` shows of a saved index, from its manifest alone (no FAISS load):
     type, factory string, tuned parameters, measured recall and bytes on disk."""
     manifest = folder / MANIFEST
     base = json.loads(manifest.read_text()).get("base") if manifest.exists() else None
     plan = IndexPlan.from_json(base["plan"]) if base else IndexPlan(IndexKind.FLAT)
     files = [path for path in folder.iterdir() if path.is_file()] if folder.is_dir() else []
-    return {
-        "type": plan.kind,
-        "factory": plan.factory_key(),
-        "params": base.get("params", {}) if base else {},
-        "measured_recall": base.get("measured_recall") if base else 1.0,
-        "bytes": sum(path.stat().st_size for path in files),
-    }
+    return SavedIndexSummary(
+        type=plan.kind,
+        factory=plan.factory_key(),
+        params=base.get("params", {}) if base else {},
+        measured_recall=base.get("measured_recall") if base else 1.0,
+        bytes=sum(path.stat().st_size for path in files),
+    )
 
 
 def legacy_paths(path: Path) -> tuple[Path, Path]:

@@ -106,3 +106,33 @@ class CollectionStats:
     failed: int
     first_indexed: datetime | None
     last_indexed: datetime | None
+
+
+@dataclass(frozen=True)
+class SavedIndexSummary:
+    """What a saved vector index's manifest tells without loading it (``pixseek status``)."""
+
+    type: str  # flat, ivf, ivfsq, ivfpq or hnsw
+    factory: str  # the FAISS factory string of the base
+    params: dict[str, int]  # tuned search parameters
+    measured_recall: float | None  # recall@10 they were measured at (1.0: exact)
+    bytes: int  # on disk
+
+
+@dataclass(frozen=True)
+class IndexDescription:
+    """A loaded vector index, as ``/status`` and ``reindex`` report it (docs/scaling.md)."""
+
+    type: str
+    factory: str
+    vectors: int
+    base_vectors: int
+    delta_vectors: int  # added since the base was built, searched exactly
+    tombstones: int  # base vectors removed since, masked
+    params: dict[str, int]  # in use: tuned, or overridden by PIXSEEK_NPROBE...
+    measured_recall: float | None
+    recall_target: float
+    bytes_per_vector: int
+    gpus: int
+    maintenance_running: bool  # a new base is being built in the background
+    last_maintenance_error: str | None

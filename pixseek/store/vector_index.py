@@ -39,6 +39,8 @@ from pixseek.store.ann.source import StoreVectors, VectorSource
 from pixseek.store.ann.topk import merge_top_k
 from pixseek.store.ann.tuning import tune
 from pixseek.store.index_options import IndexOptions
+from pixseek.store.records import IndexDescription
+from pixseek.vocabulary import IndexKind
 
 if TYPE_CHECKING:
     from pixseek.store.records import CollectionInfo
@@ -87,25 +89,25 @@ class VectorIndex:
             base = self.base.ids[~np.isin(self.base.ids, self.tombstones)] if self.base else _NO_IDS
             return np.concatenate([np.asarray(base), delta_ids(self.delta)])
 
-    def describe(self) -> dict:
-        """What `pixseek status` and the API report about the index."""
+    def describe(self) -> IndexDescription:
+        """What `pixseek status`, `reindex` and the API report about the index."""
         with self._lock:
             base = self.base
-            return {
-                "type": base.plan.kind if base else "flat",
-                "factory": base.plan.factory_key() if base else "IDMap2,Flat",
-                "vectors": len(self),
-                "base_vectors": len(base) if base else 0,
-                "delta_vectors": int(self.delta.ntotal),
-                "tombstones": len(self.tombstones),
-                "params": base.params.overridden_by(self.options.overrides).to_json() if base else {},
-                "measured_recall": base.measured_recall if base else 1.0,
-                "recall_target": self.options.recall_target,
-                "bytes_per_vector": base.plan.bytes_per_vector(self.dim) if base else 4 * self.dim + 16,
-                "gpus": gpu_count(),
-                "maintenance_running": bool(self._maintenance and self._maintenance.is_alive()),
-                "last_maintenance_error": self.last_maintenance_error,
-            }
+            return IndexDescription(
+                type=base.plan.kind if base else IndexKind.FLAT,
+                factory=base.plan.factory_key() if base else "IDMap2,Flat",
+                vectors=len(self),
+                base_vectors=len(base) if base else 0,
+                delta_vectors=int(self.delta.ntotal),
+                tombstones=len(self.tombstones),
+                params=base.params.overridden_by(self.options.overrides).to_json() if base else {},
+                measured_recall=base.measured_recall if base else 1.0,
+                recall_target=self.options.recall_target,
+                bytes_per_vector=base.plan.bytes_per_vector(self.dim) if base else 4 * self.dim + 16,
+                gpus=gpu_count(),
+                maintenance_running=bool(self._maintenance and self._maintenance.is_alive()),
+                last_maintenance_error=self.last_maintenance_error,
+            )
 
     def reconstruct(self, image_id: int) -> np.ndarray:
         """The indexed vector of ``image_id`` (delta, or a base kind that keeps raw vectors)."""
