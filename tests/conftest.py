@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import create_engine, text
 
+from api_client import wait_for_job
+from pixseek.api.app import create_app
+from pixseek.api.config import ServerSettings
 from pixseek.config import Settings
 from pixseek.testing.tiny_models import (
     build_altclip,
@@ -115,6 +119,27 @@ def cli_env(tmp_path: Path, clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PIXSEEK_MODEL", str(clip_dir))
     monkeypatch.setenv("PIXSEEK_PRECISION", "fp32")
     return data
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path, clip_dir: Path, photos: Path) -> ServerSettings:
+    """A server over the sample photos with the tiny CLIP, fp32: what the API tests run."""
+    return ServerSettings(
+        data_dir=tmp_path / "data",
+        model=str(clip_dir),
+        precision="fp32",
+        device="cpu",
+        batch_size=8,
+        library_roots=[photos],
+    )
+
+
+@pytest.fixture
+def client(server_settings: ServerSettings) -> Iterator[TestClient]:
+    """That server in-process, its roots indexed."""
+    with TestClient(create_app(server_settings)) as client:
+        assert wait_for_job(client, client.post("/index").json()["id"])["state"] == "done"
+        yield client
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from api_client import wait_for_job
 from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
 from pixseek.api.schemas import SearchResponse
@@ -24,40 +25,10 @@ from pixseek.library import Library
 KEY = "s3cret-key"
 
 
-def wait_for_job(client: TestClient, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
-
-
 def jpeg_bytes(path: Path) -> bytes:
     buffer = io.BytesIO()
     Image.open(path).convert("RGB").save(buffer, "JPEG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def server_settings(tmp_path: Path, clip_dir: Path, photos: Path) -> ServerSettings:
-    return ServerSettings(
-        data_dir=tmp_path / "data",
-        model=str(clip_dir),
-        precision="fp32",
-        device="cpu",
-        batch_size=8,
-        library_roots=[photos],
-    )
-
-
-@pytest.fixture
-def client(server_settings: ServerSettings):
-    with TestClient(create_app(server_settings)) as client:
-        job = client.post("/index").json()
-        assert wait_for_job(client, job["id"])["state"] == "done"
-        yield client
 
 
 def test_search_pages_similar_and_image_endpoints(client: TestClient, photos: Path) -> None:

@@ -18,40 +18,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from api_client import wait_for_job
 from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
 from pixseek.api.schemas import MAX_FOLDER_LENGTH, MAX_FOLDERS, Filters
 from pixseek.config import Settings
 from pixseek.library import Library
-
-
-def wait_for_job(client: TestClient, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
-@pytest.fixture
-def server_settings(tmp_path: Path, clip_dir: Path, photos: Path) -> ServerSettings:
-    return ServerSettings(
-        data_dir=tmp_path / "data",
-        model=str(clip_dir),
-        precision="fp32",
-        device="cpu",
-        batch_size=8,
-        library_roots=[photos],
-    )
-
-
-@pytest.fixture
-def client(server_settings: ServerSettings) -> Iterator[TestClient]:
-    with TestClient(create_app(server_settings)) as client:
-        assert wait_for_job(client, client.post("/index").json()["id"])["state"] == "done"
-        yield client
 
 
 # ---- issue 11.5: folder filters -------------------------------------------------------------------
