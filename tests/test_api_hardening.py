@@ -186,6 +186,29 @@ def test_status_counts_searchable_images_and_outside_images_say_why_404(
         assert "nothing is served" in status["served"] and "--root" in status["served"]
 
 
+def test_status_lists_what_rm_keeps_out_without_server_paths(
+    tmp_path: Path, server_settings: ServerSettings, clip_dir: Path, photos: Path
+) -> None:
+    """`pixseek rm` is the CLI's; the server honours it and says what it keeps out."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.new("RGB", (64, 64), "red").save(outside / "red.png")
+    with Library(
+        Settings(data_dir=server_settings.data_dir, model=str(clip_dir), precision="fp32")
+    ) as library:
+        library.indexer(library.load_encoder()).run([photos, outside])
+        library.remove([photos / "indoor", outside])
+    with TestClient(create_app(server_settings)) as client:
+        wait_for_job(client, client.post("/index").json()["id"])
+        status = client.get("/status").json()
+        assert sorted(status["collection"]["kept_out"]) == ["<server path>", "photos/indoor"]
+        paths = [
+            r["image"]["path"]
+            for r in client.post("/search", json={"query": "x", "k": 200}).json()["results"]
+        ]
+        assert paths and not any(path.startswith("indoor/") for path in paths), "the job honoured rm"
+
+
 # ---- issue 11.10: the OpenAPI document says what this server accepts -------------------------------
 def test_openapi_declares_what_this_server_accepts(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()

@@ -126,7 +126,7 @@ def watcher_phase(value: str) -> WatcherPhase:
     raise ValueError(f"unknown watcher phase {value!r}")
 
 
-def collection_status(live: LiveCollection, searchable: int) -> CollectionStatus:
+def collection_status(live: LiveCollection, searchable: int, roots: LibraryRoots) -> CollectionStatus:
     return CollectionStatus(
         name=live.name,
         model=live.model,
@@ -137,4 +137,5 @@ def collection_status(live: LiveCollection, searchable: int) -> CollectionStatus
         failed=live.failed,
         vectors=live.vectors,
         index=VectorIndexStatus(**asdict(live.index)),
+        kept_out=[roots.redact(path) for path in live.excluded],
     )

@@ -227,6 +227,10 @@ class CollectionStatus(BaseModel):
     failed: int
     vectors: int
     index: VectorIndexStatus
+    kept_out: list[str] = Field(
+        description="What `pixseek rm` keeps out of the collection (ROOT_NAME/relative; "
+        "'<server path>' outside the served roots); `pixseek rm --undo PATH` lets it back in"
+    )
 
 
 class WatchedRoot(BaseModel):

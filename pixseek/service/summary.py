@@ -52,6 +52,7 @@ class LiveCollection:
     failed: int
     vectors: int  # searchable now
     index: IndexDescription  # the loaded index
+    excluded: list[str]  # what `pixseek rm` keeps out (absolute paths)
 
 
 def summaries(store: Store, index_path: Callable[[CollectionInfo], Path]) -> list[CollectionSummary]:
@@ -92,4 +93,5 @@ def live(store: Store, collection: CollectionInfo, vectors: VectorIndex) -> Live
         failed=stats.failed,
         vectors=len(vectors),
         index=vectors.describe(),
+        excluded=folders.exclusions(store, collection),
     )

@@ -20,7 +20,7 @@ def status(state: State) -> StatusResponse:
     summary = counts = None
     if live is not None:
         counts = (state.counts()[0], live.indexed)
-        summary = collection_status(live, searchable=counts[0])
+        summary = collection_status(live, searchable=counts[0], roots=state.roots)
     encoder = state.library.serving.loaded_encoder
     return StatusResponse(
         version=pixseek.__version__,
