@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pixseek.vocabulary import IndexKind, Precision, RerankChoice
 
 DEFAULT_MODEL = "clip"
+CUTOFF_Z = 3.0  # measured on the trained shapes model: docs/search.md, "Adaptive cutoff"
+# Measured on a labelled near-duplicate set (docs/search.md, "Duplicates").
+DUPLICATE_THRESHOLD = 0.9
+DUPLICATE_MAX_DISTANCE = 12
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -78,6 +82,13 @@ class Settings(BaseSettings):
     # Image files (pixseek.media): a larger file is recorded as failed without being read, so a
     # sparse or padded multi-GB ".jpg" cannot take GBs of RAM per decode worker.
     max_file_size: str = Field(default="256M", description="largest image file read, e.g. 256M")
+    # The adaptive cutoff (pixseek.search.cutoff): how many robust standard deviations above the
+    # query's background score a match lies; lower keeps more. Default measured in docs/search.md.
+    cutoff_z: float = Field(default=CUTOFF_Z, gt=0, le=50, description="strictness of --cutoff auto")
+    # Duplicate finding (pixseek.service.duplicates): a neighbour pair at this cosine or above is a
+    # candidate, kept when the perceptual hashes differ in at most this many of 64 bits.
+    duplicate_threshold: float = Field(default=DUPLICATE_THRESHOLD, gt=0, le=1)
+    duplicate_max_distance: int = Field(default=DUPLICATE_MAX_DISTANCE, ge=0, le=64)
 
     @field_validator("memory_budget")
     @classmethod

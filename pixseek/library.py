@@ -25,7 +25,8 @@ from pixseek.config import DEFAULT_MODEL, Settings
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.indexer.walker import refuse_excluded
 from pixseek.lazy import lazy_attributes
-from pixseek.service import folders, index_files, reranking, searching, summary
+from pixseek.service import duplicates, folders, index_files, reranking, searching, summary
+from pixseek.service.duplicates import DuplicateGroup, DuplicateReport
 from pixseek.service.folders import Removal
 from pixseek.service.images import IndexedImage, indexed_image
 from pixseek.service.searching import SearchOutcome
@@ -34,6 +35,7 @@ from pixseek.service.summary import CollectionSummary, LiveCollection
 from pixseek.store.database import DatabaseError
 from pixseek.store.records import CollectionInfo, IndexDescription, SavedIndexSummary, SearchFilters
 from pixseek.store.repository import CollectionMismatchError, Store
+from pixseek.vocabulary import Cutoff, SortOrder
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from pixseek.indexer.pipeline import Indexer, IndexReport
     from pixseek.indexer.watch import Watcher, WatcherState, WatchOptions
     from pixseek.media.files import FileOpener
+    from pixseek.search.query import Crop, QueryTerm
     from pixseek.search.rerank import CachedScorer, FillReport, RerankedSearch
     from pixseek.search.searcher import Searcher, SearchHit
     from pixseek.service.serving import Serving
@@ -51,6 +54,8 @@ __all__ = [
     "CollectionMismatchError",
     "CollectionSummary",
     "DatabaseError",
+    "DuplicateGroup",
+    "DuplicateReport",
     "FillReport",
     "IndexDescription",
     "IndexReport",
@@ -107,6 +112,7 @@ class Library:
             )
         self._opener = opener
         self._vectors: VectorIndex | None = None
+        self._search_encoder: tuple[tuple[int, str, str | None], DualEncoder] | None = None
         self._serving: Serving | None = None
         if serving:
             from pixseek.service.serving import Serving
@@ -306,8 +312,16 @@ class Library:
         if self._serving is not None and model is None:
             return self._serving.searcher()
         collection = self.collection()
-        encoder = functools.cache(lambda: self.encoder_for(collection, model))
-        return Searcher(self.store, collection, self.vectors(collection), encoder)
+        encoder = functools.partial(self._query_encoder, collection, model)
+        return Searcher(self.store, collection, self.vectors(collection), encoder, self.file_opener())
+
+    def _query_encoder(self, collection: CollectionInfo, model: str | None) -> DualEncoder:
+        """The collection's model, loaded on a searcher's first query and kept for the next
+        searchers of this library (a library caller's searches must not load it each time)."""
+        key = (collection.id, collection.model_fingerprint, model)
+        if self._search_encoder is None or self._search_encoder[0] != key:
+            self._search_encoder = (key, self.encoder_for(collection, model))
+        return self._search_encoder[1]
 
     def search(
         self,
@@ -315,6 +329,8 @@ class Library:
         *,
         image: Path | Image.Image | None = None,
         like: str | int | None = None,
+        terms: Sequence[QueryTerm] = (),
+        crop: Crop | None = None,
         k: int = 10,
         depth: int | None = None,
         filters: SearchFilters | None = None,
@@ -322,31 +338,43 @@ class Library:
         rerank_k: int | None = None,
         min_score: float | None = None,
         model: str | None = None,
+        sort: SortOrder = SortOrder.RELEVANCE,
+        cutoff: Cutoff | None = None,
     ) -> SearchOutcome:
-        """One search by text, by an image (a file, or a decoded image such as an upload) or by an
-        indexed image: exactly one of them. Text queries are re-ranked when ``rerank`` (default: the
-        setting) names re-rankers; a match probability cut (``min_score``) needs them. ``depth``:
-        for a page further down, how far the results go (see :mod:`pixseek.service.searching`)."""
-        if sum(mode is not None for mode in (query, image, like)) != 1:
-            raise PixseekError("give exactly one of: a text query, --image PATH or --like ID_OR_PATH")
-        kinds = self.rerank_kinds(rerank) if query is not None else ()
+        """One search by a query of weighted terms: at most one main term (a text, an image file or
+        decoded upload, cut to ``crop`` if given, or an indexed image) plus ``terms``. A query with
+        a positive text is re-ranked when ``rerank`` (default: the setting) names re-rankers, which
+        score that text; a match probability cut (``min_score``) needs them. ``cutoff`` ``auto``
+        keeps the results (with re-rankers: the candidates) that stand out from the query's score
+        distribution; without re-rankers it is the default when sorted by anything but relevance.
+        ``depth``: for a page further down, how far the results go (:mod:`pixseek.service.searching`)."""
+        built = searching.build_query(query, image, like, crop, terms)
+        text = built.positive_text
+        kinds = self.rerank_kinds(rerank) if text is not None else ()
         if min_score is not None and not kinds:
             raise PixseekError(
                 "a minimum match probability (--min-score, min_score) cuts on the re-rankers' scores: "
-                "ask for a re-ranker (--rerank, rerank) with a text query"
+                "ask for a re-ranker (--rerank, rerank) with a query that has a text"
             )
         searcher = self.searcher(model)  # before any re-ranker loads: no collection is said at once
-        if query is None or not kinds:
-            hits = searching.first_stage(
-                searcher, query=query, image=image, like=like, k=k, depth=depth, filters=filters
+        if not kinds:
+            chosen = cutoff or (Cutoff.NONE if sort == SortOrder.RELEVANCE else Cutoff.AUTO)
+            return searching.first_stage(
+                searcher,
+                built,
+                k=k,
+                depth=depth,
+                filters=filters,
+                sort=sort,
+                cutoff=chosen,
+                cutoff_z=self.settings.cutoff_z,
             )
-            return SearchOutcome(hits, ())
         scorers = self._serving.scorers(kinds) if self._serving else [self.scorer(kind) for kind in kinds]
         lock = self._serving.rerank_lock if self._serving else contextlib.nullcontext()
         rerank_k = rerank_k or self.rerank_k
         result = searching.reranked(
             searcher,
-            query,
+            built,
             scorers,
             lock,
             k=k,
@@ -354,8 +382,16 @@ class Library:
             rerank_k=rerank_k,
             min_score=min_score,
             filters=filters,
+            sort=sort,
+            cutoff=cutoff or Cutoff.NONE,
+            cutoff_z=self.settings.cutoff_z,
         )
-        return SearchOutcome(result.hits, kinds, result, rerank_k)
+        return SearchOutcome(result.hits, kinds, result, rerank_k, query=built, rerank_text=text)
+
+    def query_term(self, spec: str, *, negative: bool = False, model: str | None = None) -> QueryTerm:
+        """A term as the CLI writes it, ``[WEIGHT:]TERM``; ``negative`` subtracts it
+        (:func:`pixseek.service.searching.term_from_spec`)."""
+        return searching.term_from_spec(self.searcher(model), spec, negative=negative)
 
     def indexed_image(self, image_id: int) -> IndexedImage:
         """Image ``image_id`` if it is indexed in the collection, else NotFoundError."""
@@ -389,3 +425,23 @@ class Library:
     ) -> FillReport:
         """Cache ``scorer``'s image features for the collection's images, up to its byte budget."""
         return reranking.fill_cache(self.store, self.collection, scorer, progress)
+
+    # ---- duplicates ---------------------------------------------------------------------------
+    def duplicates(
+        self,
+        threshold: float | None = None,
+        max_distance: int | None = None,
+        *,
+        folders: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+    ) -> DuplicateReport:
+        """Exact copies and near-duplicates, grouped, each with a suggested keeper (defaults: the
+        settings; :mod:`pixseek.service.duplicates`); the answer is kept until the collection changes."""
+        options = duplicates.Options.of(self.settings, threshold, max_distance, folders)  # checked first
+        collection = self.collection()
+        vectors = self.vectors(collection)
+        memo: duplicates.Memo = self.__dict__.setdefault("_duplicates", duplicates.Memo())
+        return memo.get(
+            (collection.id, vectors.generation, options),
+            lambda: duplicates.find(self.store, collection, vectors, self.file_opener(), options, progress),
+        )

@@ -30,6 +30,33 @@ class IndexKind(StrEnum):
     HNSW = "hnsw"
 
 
+class TermKind(StrEnum):
+    """What one term of a query is (pixseek.search.query)."""
+
+    TEXT = "text"
+    IMAGE = "image"  # an image file
+    UPLOAD = "upload"  # an image already decoded: an upload, or a library caller's PIL image
+    INDEXED = "indexed"  # an indexed image, by id or path: its stored vector
+
+
+class SortOrder(StrEnum):
+    """How the results that pass the cutoff are ordered: best first, by the date taken (oldest
+    first, or newest first with ``-taken``), or by path."""
+
+    RELEVANCE = "relevance"
+    TAKEN = "taken"
+    NEWEST = "-taken"
+    PATH = "path"
+
+
+class Cutoff(StrEnum):
+    """Which first-stage results count as matches: every one up to ``k`` (``none``), or those that
+    stand out from the query's own score distribution (``auto``; pixseek.search.cutoff)."""
+
+    NONE = "none"
+    AUTO = "auto"
+
+
 class RerankChoice(StrEnum):
     """Which image-text-matching re-rankers order a text search's candidates."""
 

@@ -52,7 +52,8 @@ def test_index_search_status_rm_reindex(cli_env: Path, photos: Path) -> None:
         (["search", "a cat"], "no collection 'default' yet"),
         (["index", "/does/not/exist"], "no such file or folder"),
         (["index", ".", "--model", "openai/clip-vit-base-patch32"], "--model <local dir>"),
-        (["search"], "give exactly one of"),
+        (["search"], "give a text query, --image PATH"),
+        (["search", "a cat", "--like", "1"], "give at most one of"),
         (["-c", "bad/name", "status"], "invalid collection name"),
     ],
 )

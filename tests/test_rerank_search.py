@@ -212,7 +212,7 @@ def test_cli_rerank(cli_env: Path, gallery: Path, bridgetower_dir: Path) -> None
     plain = cli_json("search", QUERY, "-k", "2")
     assert plain[0]["final_score"] is None and plain[0]["rerank_scores"] is None
     note = cli("search", "--image", str(gallery / "img_01.png"), "--rerank", "blip2", "-k", "1")
-    assert "applies to text queries" in note
+    assert "this one has none, so it is not re-ranked" in note
     assert "--min-score" in cli("search", QUERY, "--min-score", "0.5", code=2)
     assert "rerank" in cli("search", QUERY, "--rerank", "vilt", code=2)
     assert "--blip2-model" in cli("search", QUERY, "--rerank", "blip2", "--blip2-model", "nope/nope", code=2)

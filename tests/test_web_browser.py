@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
+from PIL import ExifTags, Image, ImageDraw
 
 from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
@@ -38,6 +40,14 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 20_000
 HOSTILE_NAME = "<img src=x onerror=\"document.title='pwned'\">.jpg"  # must show as text, never as markup
+MINUS, TIMES = "\u2212", "\u00d7"  # what a "not" chip shows, and a weight in the summary ("2x")
+# The same picture taken on different days (one undated): they embed alike, so each is the others'
+# best match, and a date-sorted search of one lists the others in date order.
+TWIN_DATES = {
+    "twin_a.jpg": "2020:05:01 10:00:00",
+    "twin_b.jpg": "2018:01:02 10:00:00",
+    "twin_c.jpg": "2022:03:04 10:00:00",
+}
 
 
 def _require_browser():
@@ -58,10 +68,22 @@ def _require_browser():
     return sync_api
 
 
+def _write_twins(folder: Path) -> None:
+    folder.mkdir()
+    twin = Image.fromarray(np.random.default_rng(5).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    ImageDraw.Draw(twin).ellipse((20, 10, 100, 80), fill=(200, 30, 30))
+    for name, taken in [*TWIN_DATES.items(), ("twin_d.jpg", None)]:
+        exif = Image.Exif()
+        if taken:
+            exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = taken
+        twin.save(folder / name, "JPEG", quality=95, exif=exif)
+
+
 @pytest.fixture
 def server(tmp_path: Path, clip_dir: Path, photos: Path) -> Iterator[str]:
     """The real app on a free loopback port, its library root (``photos``) indexed beforehand."""
     shutil.copy2(next(photos.rglob("rocket.jpg")), photos / "outdoor" / HOSTILE_NAME)
+    _write_twins(photos / "dated")
     settings = ServerSettings(
         data_dir=tmp_path / "data",
         model=str(clip_dir),
@@ -277,11 +299,15 @@ def test_search_page_in_a_browser(browser, server: str, photos: Path, tmp_path: 
             body = route.fetch(post_data=json.dumps(plain)).json()
             for result in body["results"]:
                 result.update(final_score=0.873, rerank_scores={"blip2": 0.873})
-            route.fulfill(json=body)
+            route.fulfill(json={**body, "reranked_text": "a cat"})  # the positive text, as served
 
         page.route("**/search", reranked)
-        page.get_by_label("Search images").press("Enter")
-        wait_for_results(page, "“a cat”")
+        page.get_by_label("Not: push results away").fill("red")
+        with page.expect_request("**/search") as request:
+            page.get_by_label("Search images").press("Enter")
+        assert request.value.post_data_json["cutoff"] == "none"  # with a re-ranker: its candidates
+        wait_for_results(page, "“a cat” not “red”")
+        page.locator("#summary .reranked").filter(has_text="re-ranked by: a cat").wait_for()
         assert page.locator("#grid .score").first.inner_text() == "87% match"
         tooltip = page.locator("#grid .caption").first.get_attribute("title")
         assert "blip2 0.873" in tooltip and "similarity" in tooltip, tooltip
@@ -304,3 +330,156 @@ def test_search_page_in_a_browser(browser, server: str, photos: Path, tmp_path: 
         box = page.locator("#viewer").bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
         page.screenshot(path=str(tmp_path / "phone-viewer.png"))
+
+
+def first_page(page, action, path: str = "/search"):
+    """The request for the first page of the search that ``action`` starts (later pages, loaded
+    as the end comes into view, are left alone)."""
+
+    def first(request) -> bool:
+        if request.method != "POST" or not request.url.endswith(path):
+            return False
+        return path != "/search" or request.post_data_json.get("offset") == 0
+
+    with page.expect_request(first) as request:
+        action()
+    return request.value
+
+
+def twins(names: list[str]) -> list[str]:
+    return [name.rsplit("/", 1)[-1] for name in names if "/dated/twin_" in name]
+
+
+@pytest.mark.slow
+def test_composed_region_and_sorted_searches_in_a_browser(browser, server: str, photos: Path) -> None:
+    with open_page(browser, server, 1280, 900) as page:
+        page.goto("/")
+        page.locator("#status").filter(has_text="images").wait_for()
+        search_box = page.get_by_label("Search images")
+        search_box.fill("a cat")
+        search_box.press("Enter")
+        wait_for_results(page, "“a cat”")
+
+        # A "not" text: Enter in its box adds it as a chip showing a minus and its weight, and searches.
+        not_box = page.get_by_label("Not: push results away")
+        not_box.fill("red")
+        body = first_page(page, lambda: not_box.press("Enter")).post_data_json
+        assert body["query"] == "a cat" and body["terms"] == [{"text": "red", "weight": -1}]
+        wait_for_results(page, "for “a cat” not “red”")
+        chip = page.locator("#chips .chip").filter(has_text="red")
+        assert chip.locator(".sign").inner_text() == MINUS and chip.locator(".weight").inner_text() == "1"
+        assert not_box.input_value() == ""
+
+        # Its weight cycles (1 -> 2); Delete on the focused chip removes it: a plain text search again.
+        body = first_page(page, lambda: chip.locator(".weight").click()).post_data_json
+        assert body["terms"] == [{"text": "red", "weight": -2}]
+        wait_for_results(page, f"not 2{TIMES} “red”")
+        body = first_page(page, lambda: (chip.focus(), page.keyboard.press("Delete"))).post_data_json
+        assert "terms" not in body and body["query"] == "a cat"
+        assert page.locator("#chips .chip").count() == 0
+        assert page.evaluate("() => document.activeElement.id") == "q"
+
+        # The viewer's image as a "not" term; Backspace on its chip removes it.
+        card = page.locator("#grid .card").first
+        name = card.locator(".name").inner_text()
+        card.locator(".thumb").click()
+        body = first_page(
+            page, lambda: page.get_by_role("button", name="Not like this").click()
+        ).post_data_json
+        (term,) = body["terms"]
+        assert term["weight"] == -1 and isinstance(term["image_id"], int) and body["query"] == "a cat"
+        wait_for_results(page, f"not image {name}")
+        image_chip = page.locator("#chips .chip").filter(has_text=name)
+        assert image_chip.locator(".sign").inner_text() == MINUS
+        first_page(page, lambda: (image_chip.focus(), page.keyboard.press("Backspace")))
+        wait_for_results(page, "“a cat”")
+
+        # Date order: more like twin_a, newest first, then oldest first (undated last); every match
+        # above the cutoff, which is auto then (and counted).
+        twin_a = page.locator("#grid .card").filter(has_text="twin_a.jpg")
+        twin_a.get_by_role("button", name="More like").click()
+        wait_for_results(page, "like photos/dated/twin_a.jpg")
+        body = first_page(page, lambda: page.get_by_label("Sort").select_option("-taken")).post_data_json
+        assert body["sort"] == "-taken" and body["cutoff"] == "auto" and "query" not in body
+        assert body["terms"][0]["weight"] == 1 and "crop" not in body["terms"][0]
+        cutoff = page.get_by_label("Cutoff")
+        assert cutoff.input_value() == "auto"  # sorted: auto until the user picks none (every image)
+        page.locator("#summary .matches").filter(has_text="match").wait_for()
+        wait_for_results(page, "image twin_a.jpg")
+        assert twins(card_names(page)) == ["twin_c.jpg", "twin_b.jpg", "twin_d.jpg"]
+        assert "sort=-taken" in page.url
+        first_page(page, lambda: page.get_by_label("Sort").select_option("taken"))
+        page.wait_for_function("() => document.querySelector('#summary .matches') !== null")
+        page.locator("#grid .card").first.wait_for()
+        assert twins(card_names(page)) == ["twin_b.jpg", "twin_c.jpg", "twin_d.jpg"]
+        first_page(page, lambda: page.get_by_label("Sort").select_option("path"))
+        page.locator("#summary .matches").wait_for()
+        page.locator("#grid .card").first.wait_for()
+        names = card_names(page)
+        assert names == sorted(names) and len(names) >= 3
+
+        # Best match again: no cutoff by default; auto counts the matches.
+        page.get_by_label("Sort").select_option("relevance")
+        wait_for_results(page, "like photos/dated/twin_a.jpg")
+        assert cutoff.is_enabled() and cutoff.input_value() == "none"
+        body = first_page(page, lambda: cutoff.select_option("auto")).post_data_json
+        assert body["cutoff"] == "auto" and body["sort"] == "relevance"
+        page.locator("#summary .matches").wait_for()
+
+        # A region: drag a box on the viewer's image, search by it; the crop is in fractions of
+        # the shown image, whatever its displayed size.
+        page.locator("#grid .card").filter(has_text="twin_b.jpg").locator(".thumb").click()
+        page.wait_for_function("() => document.querySelector('#viewer-img').naturalWidth > 0")
+        box = page.locator("#viewer-img").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.9 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.5 * box["height"], steps=4)
+        page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.2 * box["height"], steps=4)
+        page.mouse.up()
+        assert page.locator("#viewer-box").is_visible()
+        assert page.locator("#viewer").is_visible(), "a drag is no click on the backdrop"
+        search_region = page.get_by_role("button", name="Search this region")
+        body = first_page(page, lambda: search_region.click()).post_data_json
+        (term,) = body["terms"]
+        crop = term["crop"]
+        assert crop["unit"] == "fraction" and term["weight"] == 1, term
+        expected = {"x": 0.1, "y": 0.2, "width": 0.5, "height": 0.7}
+        assert all(abs(crop[key] - value) < 0.02 for key, value in expected.items()), crop
+        wait_for_results(page, "for region of twin_b.jpg")
+        assert page.locator("#chips .chip").filter(has_text="region of twin_b.jpg").count() == 1
+        assert page.locator("#message").is_hidden()
+
+        # An API error (only a "not" term: no positive one) is shown with the API's reason.
+        page.locator("#chips .chip").first.get_by_role("button", name="Remove").click()
+        assert page.locator("#chips .chip").count() == 0 and page.locator("#grid .card").count() == 0
+        not_box.fill("red")
+        page.get_by_role("button", name="Exclude", exact=True).click()
+        page.get_by_role("alert").filter(has_text="a term needs a positive weight").wait_for()
+
+        # An image file added to the query goes with the text and the other terms (POST /search/image).
+        twin_file = photos / "dated" / "twin_c.jpg"
+        search_box.fill("a cat")
+        with page.expect_response(lambda r: r.url.endswith("/search/image")) as response:
+            page.set_input_files("#add-file", str(twin_file))
+        searched = response.value.json()["query"]  # the terms as the server searched them
+        assert "uploaded image" in searched and "+a cat" in searched and "-red" in searched, searched
+        wait_for_results(page, "“a cat” + the image twin_c.jpg not “red”")
+        upload_chip = page.locator("#chips .chip").filter(has_text="the image twin_c.jpg")
+        assert upload_chip.locator("button.sign").count() == 0, "the upload is always + 1"
+        # ...dropped on "add it to the query" too (in place of the earlier upload); dropped anywhere
+        # else, or chosen with "Image…", an image replaces the query.
+        drop = """async ([target, url]) => {
+            const blob = await (await fetch(url)).blob();
+            const data = new DataTransfer();
+            data.items.add(new File([blob], "dropped.png", {type: "image/png"}));
+            const node = target ? document.querySelector(target) : document;
+            node.dispatchEvent(new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: data}));
+        }"""
+        thumb = page.locator("#grid img").first.get_attribute("src")
+        page.evaluate(drop, ["#drop-add", thumb])
+        wait_for_results(page, "“a cat” + the image dropped.png not “red”")
+        assert page.locator("#chips .chip").count() == 2
+        page.set_input_files("#file", str(twin_file))
+        wait_for_results(page, "images for the image twin_c.jpg")
+        assert page.locator("#chips .chip").count() == 1 and search_box.input_value() == ""

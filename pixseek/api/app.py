@@ -20,7 +20,7 @@ from pixseek.api.docs import install_docs
 from pixseek.api.errors import install_error_handlers
 from pixseek.api.middleware import install_middleware
 from pixseek.api.openapi import describe_this_server
-from pixseek.api.routers import images, indexing, search, service
+from pixseek.api.routers import duplicates, images, indexing, search, service
 from pixseek.api.routers.page import install_web_page
 from pixseek.api.state import AppState
 
@@ -48,7 +48,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     describe_this_server(app, state.rerankers, settings.thumbnail_sizes)
     install_middleware(app, settings, state.metrics)
     install_error_handlers(app, state.roots.redact)
-    for router in (search.router, images.router, indexing.router, service.router):
+    for router in (search.router, images.router, duplicates.router, indexing.router, service.router):
         app.include_router(router)
     install_web_page(app)
     return app

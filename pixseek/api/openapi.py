@@ -59,8 +59,8 @@ def _offer_sizes(operation: dict[str, Any], sizes: Sequence[int]) -> None:
 
 
 def _describe_upload(schema: dict[str, Any], request_body: dict[str, Any]) -> None:
-    """``file`` must be an image (anything else gets 400: not a usable image), and ``filters`` is
-    the Filters object of POST /search sent as a JSON part (or null)."""
+    """``file`` must be an image (anything else gets 400: not a usable image); ``filters`` and
+    ``terms`` are POST /search's sent as JSON parts, ``crop`` a CropBox as JSON (each or null)."""
     form = request_body["content"]["multipart/form-data"]
     body_name = form["schema"]["$ref"].rsplit("/", 1)[-1]
     body = schema["components"]["schemas"][body_name]
@@ -70,7 +70,18 @@ def _describe_upload(schema: dict[str, Any], request_body: dict[str, Any]) -> No
         "anyOf": [{"$ref": "#/components/schemas/Filters"}, {"type": "null"}],
         "description": "Filters as in POST /search, as a JSON part",
     }
+    terms = schema["components"]["schemas"]["SearchRequest"]["properties"]["terms"]
+    properties["terms"] = {
+        "anyOf": [{key: value for key, value in terms.items() if key != "default"}, {"type": "null"}],
+        "description": "More terms as in POST /search (the upload is the first term), as a JSON part",
+    }
+    # A form part is text: "null" is no cutoff's name. Leave the part out for the default.
+    properties["cutoff"]["anyOf"] = [b for b in properties["cutoff"]["anyOf"] if b.get("type") != "null"]
+    properties["crop"] = {
+        "anyOf": [{"$ref": "#/components/schemas/CropBox"}, {"type": "null"}],
+        "description": "Search by this region of the upload, as a JSON part",
+    }
     form["encoding"] = {
         "file": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)},
-        "filters": {"contentType": "application/json"},
+        **{part: {"contentType": "application/json"} for part in ("filters", "terms", "crop")},
     }

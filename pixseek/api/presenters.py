@@ -20,6 +20,8 @@ from pixseek.api.schemas import (
     MAX_OFFSET,
     WATCHER_PHASES,
     CollectionStatus,
+    DuplicateGroupInfo,
+    DuplicatesResponse,
     ImageInfo,
     JobInfo,
     SearchResponse,
@@ -31,7 +33,14 @@ from pixseek.api.schemas import (
 )
 
 if TYPE_CHECKING:
-    from pixseek.library import IndexedImage, LiveCollection, SearchHit, WatcherState
+    from pixseek.library import (
+        DuplicateReport,
+        IndexedImage,
+        LiveCollection,
+        SearchHit,
+        SearchOutcome,
+        WatcherState,
+    )
 
 
 def json_response(model: BaseModel) -> Response:
@@ -65,8 +74,10 @@ def image_info(image: IndexedImage | SearchHit, roots: LibraryRoots) -> ImageInf
     )
 
 
-def page(hits: list[SearchHit], offset: int, k: int, started: float, roots: LibraryRoots) -> SearchResponse:
-    """Results ``offset .. offset + k`` of ``hits``, and where the next page starts if there is one."""
+def page(outcome: SearchOutcome, offset: int, k: int, started: float, roots: LibraryRoots) -> SearchResponse:
+    """Results ``offset .. offset + k`` of the outcome's hits, and where the next page starts if
+    there is one (a search that counted its matches knows; otherwise a full page says there may be)."""
+    hits = outcome.hits
     results = []
     for hit in hits[offset : offset + k]:  # hits carry their metadata: no second query
         info = image_info(hit, roots)
@@ -80,13 +91,18 @@ def page(hits: list[SearchHit], offset: int, k: int, started: float, roots: Libr
                     rerank_error=hit.rerank_error,
                 )
             )
-    more = len(hits) >= offset + k and offset + k < MAX_OFFSET
+    more = len(hits) >= offset + k if outcome.total is None else outcome.total > offset + k
+    query = outcome.query
     return SearchResponse(
         results=results,
         offset=offset,
         k=k,
-        next_offset=offset + k if more else None,
+        next_offset=offset + k if more and offset + k < MAX_OFFSET else None,
         took_ms=round((time.perf_counter() - started) * 1000, 2),
+        query=None if query is None else query.describe(),
+        total=outcome.total,
+        cutoff=outcome.cutoff,
+        reranked_text=outcome.rerank_text,
     )
 
 
@@ -138,4 +154,35 @@ def collection_status(live: LiveCollection, searchable: int, roots: LibraryRoots
         vectors=live.vectors,
         index=VectorIndexStatus(**asdict(live.index)),
         kept_out=[roots.redact(path) for path in live.excluded],
+    )
+
+
+def duplicates_page(
+    report: DuplicateReport, offset: int, limit: int, started: float, roots: LibraryRoots
+) -> DuplicatesResponse:
+    """Groups ``offset .. offset + limit`` of the report; a member whose file no longer lies
+    inside a root (a symlink changed since) is left out of its group."""
+    groups = []
+    for group in report.groups[offset : offset + limit]:
+        members = [info for info in (image_info(member, roots) for member in group.members) if info]
+        groups.append(
+            DuplicateGroupInfo(
+                kind="exact" if group.kind == "exact" else "near",
+                keeper_id=group.keeper.id,
+                similarity=group.similarity,
+                distance=group.distance,
+                members=members,
+            )
+        )
+    more = len(report.groups) > offset + limit
+    return DuplicatesResponse(
+        groups=groups,
+        total=len(report.groups),
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if more else None,
+        threshold=report.options.threshold,
+        max_distance=report.options.max_distance,
+        images=report.images,
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
     )

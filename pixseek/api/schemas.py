@@ -10,13 +10,17 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from pixseek.api.jobs import JobState
-from pixseek.vocabulary import QUERY_BLANKS, RerankChoice
+from pixseek.search.query import MAX_TERMS, MAX_WEIGHT
+from pixseek.vocabulary import QUERY_BLANKS, Cutoff, RerankChoice, SortOrder
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -100,24 +104,143 @@ class Filters(BaseModel):
     formats: list[Literal["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF"]] = []
 
 
-class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _non_zero(value: float) -> float:
+    if value == 0:
+        raise ValueError("a term's weight is non-zero")
+    return value
 
-    query: str = Field(
+
+Weight = Annotated[
+    float,
+    Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT, json_schema_extra={"not": {"const": 0}}),
+    BeforeValidator(_json_number),
+    AfterValidator(_non_zero),
+]
+WeightField = Field(default=1.0, description="Non-zero; a negative weight subtracts the term")
+Fraction = Annotated[float, Field(ge=0.0, le=1_000_000.0), BeforeValidator(_json_number)]
+QueryText = Annotated[
+    str,
+    Field(
         min_length=1,
         max_length=1000,
         pattern="[^" + QUERY_BLANKS.encode("unicode_escape").decode() + "]",
         description="Text in any language the model knows (not only spaces)",
+    ),
+]
+
+
+def _not_blank(value: str) -> str:
+    """Stripped of the same blanks the schema's pattern names, so that the schema and this check
+    agree on what a blank text is (str.strip() also strips \\x1c-\\x1f, \\x85...)."""
+    stripped = value.strip(QUERY_BLANKS)
+    if not stripped:
+        raise ValueError("the text is blank")
+    return stripped
+
+
+class CropBox(BaseModel):
+    """A region of an image: the search embeds that box instead of the whole picture."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: Fraction
+    y: Fraction
+    width: Annotated[float, Field(gt=0.0, le=1_000_000.0), BeforeValidator(_json_number)]
+    height: Annotated[float, Field(gt=0.0, le=1_000_000.0), BeforeValidator(_json_number)]
+    unit: Literal["px", "fraction"] = Field(
+        default="px",
+        description="px: pixels of the upright (EXIF-oriented) image; fraction: of its width and height",
+    )
+
+
+class TextTerm(BaseModel):
+    """A text term of a composed query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: QueryText
+    weight: Weight = WeightField
+
+    @field_validator("text")
+    @classmethod
+    def text_not_blank(cls, value: str) -> str:
+        return _not_blank(value)
+
+
+class ImageTerm(BaseModel):
+    """An indexed image as a term of a composed query: its stored vector, or its region's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_json_number)]
+    weight: Weight = WeightField
+    crop: CropBox | None = Field(default=None, description="Search by this region of the image")
+
+
+def _term_kind(value: object) -> str:
+    """A term that names an ``image_id`` is an image term; anything else is read as a text term
+    (so a wrong one is reported against the text term's fields)."""
+    if isinstance(value, ImageTerm) or (isinstance(value, dict) and "image_id" in value):
+        return "image"
+    return "text"
+
+
+# One term of a composed query: a text or an indexed image, each with a weight; a negative weight
+# pushes results away from the term (docs/search.md). A term with image_id is an image term.
+Term = Annotated[
+    Annotated[TextTerm, Tag("text")] | Annotated[ImageTerm, Tag("image")], Discriminator(_term_kind)
+]
+Terms = Annotated[list[Term], Field(max_length=MAX_TERMS - 1)]
+SortField = Field(
+    default=SortOrder.RELEVANCE,
+    description="relevance, taken (oldest first), -taken (newest first) or path: any order but relevance "
+    "lists every match above the cutoff (undated images last), and pages through all of them",
+)
+CutoffField = Field(
+    default=None,
+    description="auto: only results that stand out from the query's own score distribution; none: the "
+    "top results; default auto when sorted by anything but relevance. A re-ranked search cuts with "
+    "min_score instead",
+)
+
+
+class SearchRequest(BaseModel):
+    """A text (``query``), a composed query (``terms``, with or without ``query``), or both."""
+
+    # The schema says what something_to_search checks, so that clients and fuzzers know it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["query"], "properties": {"query": {"type": "string"}}},
+                # ...or a term with a positive weight (the default weight is 1).
+                {
+                    "required": ["terms"],
+                    "properties": {
+                        "terms": {"contains": {"properties": {"weight": {"exclusiveMinimum": 0}}}}
+                    },
+                },
+            ]
+        },
+    )
+
+    query: QueryText | None = None
+    terms: Terms = Field(
+        default=[],
+        description="More terms: texts and indexed images, each weighted (a negative weight subtracts)",
     )
     k: JsonInt = Field(default=24, ge=1, le=MAX_K, description="Results per page")
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
     filters: Filters = Filters()
+    sort: SortOrder = SortField
+    cutoff: Cutoff | None = CutoffField
     rerank: (
         Literal[RerankChoice.NONE, RerankChoice.BRIDGETOWER, RerankChoice.BLIP2, RerankChoice.BOTH] | None
     ) = Field(
         default=None,
-        description="Re-rank the first-stage candidates with ITM heads; default: the server's --rerank. "
-        "Only re-rankers the server loaded (GET /status: rerankers) can be asked for",
+        description="Re-rank the first-stage candidates with ITM heads, which score the query's positive "
+        "texts; default: the server's --rerank. Only re-rankers the server loaded (GET /status: "
+        "rerankers) can be asked for",
     )
     rerank_k: RerankK | None = Field(
         default=None, description="Candidates to re-rank (default 50 on CPU, 128 on CUDA)"
@@ -128,13 +251,26 @@ class SearchRequest(BaseModel):
 
     @field_validator("query")
     @classmethod
-    def not_blank(cls, value: str) -> str:
-        """Stripped of the same blanks the schema's pattern names, so that the schema and this
-        check agree on what a blank query is (str.strip() also strips \\x1c-\\x1f, \\x85...)."""
-        stripped = value.strip(QUERY_BLANKS)
-        if not stripped:
-            raise ValueError("the query is blank")
-        return stripped
+    def not_blank(cls, value: str | None) -> str | None:
+        return None if value is None else _not_blank(value)
+
+    @model_validator(mode="after")
+    def something_to_search(self) -> SearchRequest:
+        if self.query is None and not self.terms:
+            raise ValueError("give a query, terms, or both")
+        if self.query is None and not any(term.weight > 0 for term in self.terms):
+            raise ValueError("without a query, a term needs a positive weight: negatives give no direction")
+        return self
+
+
+class ImageSearchForm(BaseModel):
+    """The JSON parts of an upload search (POST /search/image) besides the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    terms: Terms = []
+    crop: CropBox | None = None
+    filters: Filters = Filters()
 
 
 class ImageInfo(BaseModel):
@@ -171,6 +307,17 @@ class SearchResponse(BaseModel):
     k: int
     next_offset: int | None = Field(description="Offset of the next page, or null when this one is the last")
     took_ms: float
+    query: str | None = Field(
+        default=None, description="The query as searched: its terms, signed and weighted"
+    )
+    total: int | None = Field(
+        default=None, description="How many results passed the cutoff, when the search counted them all"
+    )
+    cutoff: float | None = Field(default=None, description="The adaptive cutoff's cosine, when one applied")
+    reranked_text: str | None = Field(
+        default=None,
+        description="What the re-rankers scored: the query's positive texts (null: not re-ranked)",
+    )
 
 
 class IndexRequest(BaseModel):
@@ -266,3 +413,34 @@ class StatusResponse(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+MAX_GROUPS = 200  # duplicate groups per page
+MAX_GROUP_OFFSET = 10_000_000
+
+
+class DuplicateGroupInfo(BaseModel):
+    kind: Literal["exact", "near"] = Field(
+        description="exact: every member has the same bytes (content hash); near: joined by "
+        "near-duplicate pairs, whose embeddings are neighbours at cosine >= threshold and whose "
+        "perceptual hashes differ in at most max_distance bits"
+    )
+    keeper_id: int = Field(
+        description="The image suggested to keep: the most pixels, then the largest file, then the "
+        "oldest date taken, then the lowest id"
+    )
+    similarity: float = Field(description="Lowest cosine among the pairs that joined the group (1: exact)")
+    distance: int = Field(description="Largest perceptual-hash distance among them, in bits of 64")
+    members: list[ImageInfo] = Field(description="The keeper first, then by path")
+
+
+class DuplicatesResponse(BaseModel):
+    groups: list[DuplicateGroupInfo] = Field(description="Largest group first, then by the keeper's path")
+    total: int = Field(description="Groups in all")
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="Offset of the next page, or null when this one is the last")
+    threshold: float
+    max_distance: int
+    images: int = Field(description="Images compared")
+    took_ms: float

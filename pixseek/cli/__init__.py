@@ -1,8 +1,8 @@
 """The ``pixseek`` command line: index folders, search them, inspect and maintain the store.
 
-One module per group of commands (``indexing``, ``searching``, ``serving``, ``status``,
-``learning``); options several commands share are defined once in ``options``, and what every
-command needs (consoles, settings, one-line errors, progress bars) in ``common``. Commands parse,
+One module per group of commands (``indexing``, ``searching``, ``duplicates``, ``serving``,
+``status``, ``learning``); options several commands share are defined once in ``options``, and what
+every command needs (consoles, settings, one-line errors, progress bars) in ``common``. Commands parse,
 call :class:`pixseek.library.Library`, and format; heavy modules are imported inside the commands
 that need them, so ``pixseek --help`` and ``pixseek status`` start fast.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from pixseek.cli import indexing, learning, searching, serving, status
+from pixseek.cli import duplicates, indexing, learning, searching, serving, status
 from pixseek.cli.common import GLOBAL_OPTIONS, configure_logging, with_parameters
 from pixseek.cli.indexing import sigterm_as_ctrl_c
 from pixseek.cli.presentation import present_like_pixseek
@@ -44,7 +44,7 @@ app.callback()(
         _prepare,
     )
 )
-for group in (indexing, searching, status, serving, learning):
+for group in (indexing, searching, duplicates, status, serving, learning):
     app.add_typer(group.app)
 
 # Kept importable from here: the watcher tests stop a watch with SIGTERM through it.

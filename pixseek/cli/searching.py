@@ -1,4 +1,6 @@
-"""``pixseek search``: by text, by an image file or by an indexed image, optionally re-ranked."""
+"""``pixseek search``: by text, by an image file or region, by an indexed image, or by a weighted sum
+of them; optionally cut, sorted and re-ranked. The rules are the search service's
+(:mod:`pixseek.service.searching`); this module parses the options and prints the outcome."""
 
 from __future__ import annotations
 
@@ -29,9 +31,16 @@ from pixseek.cli.options import (
     SearchModelOption,
     reranker_model_options,
 )
+from pixseek.vocabulary import Cutoff, SortOrder
 
 if TYPE_CHECKING:
     from pixseek.library import SearchFilters, SearchOutcome
+    from pixseek.search.query import Crop
+
+TERM_HELP = (
+    "[WEIGHT:]TERM: an indexed image (its id, or the path of an indexed file), another image file, "
+    "or else a text; WEIGHT > 0, default 1 (repeatable)"
+)
 
 app = typer.Typer()
 
@@ -100,6 +109,12 @@ filter_options = option_group(
 )
 
 
+def _crop(value: str | None) -> Crop | None:
+    from pixseek.search.query import Crop
+
+    return None if value is None else Crop.parse(value)
+
+
 @app.command()
 @global_options
 @filter_options
@@ -119,7 +134,40 @@ def search(
         str | None,
         typer.Option(metavar="ID_OR_PATH", help="Images similar to an indexed image, excluding itself"),
     ] = None,
+    crop: Annotated[
+        str | None,
+        typer.Option(
+            metavar="X,Y,W,H",
+            help="Search by this region of --image or --like: pixels, or fractions of the width and "
+            "height when a value has a decimal point (0.5,0,0.5,1 = the right half)",
+        ),
+    ] = None,
+    plus: Annotated[
+        list[str] | None, typer.Option(metavar="[W:]TERM", help=f"Add a term to the query. {TERM_HELP}")
+    ] = None,
+    minus: Annotated[
+        list[str] | None,
+        typer.Option(metavar="[W:]TERM", help=f"Push results away from a term. {TERM_HELP}"),
+    ] = None,
     k: Annotated[int, typer.Option("-k", metavar="N", help="Number of results", min=1, max=10_000)] = 10,
+    sort: Annotated[
+        SortOrder,
+        typer.Option(
+            metavar="ORDER",
+            help="relevance, taken (oldest first), -taken (newest first) or path; any order but "
+            "relevance lists every match above the cutoff (with --cutoff none: every image, to browse "
+            "by date), undated images last",
+        ),
+    ] = SortOrder.RELEVANCE,
+    cutoff: Annotated[
+        Cutoff | None,
+        typer.Option(
+            metavar="CUTOFF",
+            help="auto: keep only results that stand out from the query's own score distribution "
+            "(docs/search.md; with --rerank it cuts the candidates); none: the top -k "
+            "[default: auto with --sort, else none]",
+        ),
+    ] = None,
     model: SearchModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
@@ -141,10 +189,22 @@ def search(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search the collection by text, by an image file (--image) or by an indexed image (--like).
-    Text queries can be re-ranked (--rerank): slower, but ordered by a model that reads the query
-    and each image together, with a match probability that --min-score can cut on. --image and
-    --like searches are not re-ranked: the re-rankers score text-image pairs."""
+    """Search the collection by text, by an image file (--image), by an indexed image (--like), or
+    by several of them at once: --plus adds a term, --minus pushes results away from one.
+
+    A query of several terms is one vector: each term is embedded and normalised, multiplied by its
+    weight (--minus negates it), the terms are summed and the sum normalised again. So
+    `"a dog" --plus ./pool.jpg` finds dogs by pools, `"a dog" --minus leash` dogs without one, and
+    `--plus 0.5:./pool.jpg` gives the pool half the say of the text. Indexed images a query names
+    are left out of its results.
+
+    Queries with a text can be re-ranked (--rerank): slower, but ordered by a model that reads the
+    text and each image together, with a match probability --min-score can cut on. The re-rankers
+    score the query's positive texts (an image-text matcher reads one text per image); queries
+    without a text (--image or --like alone) are not re-ranked.
+
+    --sort taken lists every match above the cutoff, oldest first (-taken: newest first), so a
+    date-ordered search shows what matches, not the top -k of everything."""
     from pixseek.library import Library
 
     with user_errors():
@@ -155,13 +215,24 @@ def search(
             "rerank_k": rerank_k,
             **reranker_models,
         }
-        if query is None and rerank not in (None, "none"):
-            err.print("note: --rerank applies to text queries; not re-ranking this one")
         quiet_model_loading()
         with Library(settings(ctx, **overrides)) as library:
+            terms = [library.query_term(spec, model=model) for spec in plus or ()]
+            terms += [library.query_term(spec, negative=True, model=model) for spec in minus or ()]
             outcome = library.search(
-                query, image=image, like=like, k=k, filters=filters, min_score=min_score, model=model
+                query,
+                image=image,
+                like=like,
+                crop=_crop(crop),
+                terms=terms,
+                k=k,
+                filters=filters,
+                min_score=min_score,
+                model=model,
+                sort=sort,
+                cutoff=cutoff,
             )
+    _report_query(outcome, rerank)
     _report_rerank(outcome, min_score)
     if as_json:
         out.print_json(json.dumps([asdict(hit) for hit in outcome.hits], default=str))
@@ -169,6 +240,28 @@ def search(
         err.print("no results")
     else:
         out.print(_table(outcome))
+
+
+def _report_query(outcome: SearchOutcome, rerank: str | None) -> None:
+    """On stderr, what was searched for when it is more than the one term typed, and the cutoff."""
+    query = outcome.query
+    if query is not None and query.simple is None:
+        err.print(f"query: {query.describe()}")
+    if outcome.rerank_text is not None and (query is None or query.simple is None):
+        err.print(f"re-ranked by the query's positive text: {outcome.rerank_text!r}")
+    elif not outcome.rerankers and rerank not in (None, "none"):
+        err.print("note: --rerank scores a query's text; this one has none, so it is not re-ranked")
+    if outcome.cutoff is not None:
+        shown = len(outcome.hits)
+        if outcome.total is None:
+            err.print(f"cutoff: cosine {outcome.cutoff:.4f}; at least {shown} results pass it")
+        elif outcome.total > shown:
+            err.print(
+                f"cutoff: cosine {outcome.cutoff:.4f}; {shown} of {outcome.total} matches shown "
+                f"(-k {outcome.total} lists them all)"
+            )
+        else:
+            err.print(f"cutoff: cosine {outcome.cutoff:.4f}; {outcome.total} matches")
 
 
 def _table(outcome: SearchOutcome) -> Table:

@@ -9,7 +9,7 @@ It stands alone because two callers must apply exactly the same rules: the local
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from pixseek.media.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from pixseek.media.errors import DecodeError
 from pixseek.media.files import FileOpener
 from pixseek.media.hashing import content_hash
+from pixseek.media.perceptual import perceptual_hash
 from pixseek.store.records import FileFacts
 from pixseek.store.repository import Store
 
@@ -47,7 +48,9 @@ def _facts(entry: FileEntry, digest: str | None, decoded: DecodedImage | None = 
     facts = FileFacts(path=str(entry.path), size=entry.size, mtime_ns=entry.mtime_ns, content_hash=digest)
     if decoded is None:
         return facts
-    return facts.with_metadata_of(decoded.metadata)
+    # The perceptual hash of the pixels already decoded (draft-scaled): 0.4 ms a photo, where
+    # reading and decoding it again for `pixseek duplicates` would cost a decode.
+    return replace(facts.with_metadata_of(decoded.metadata), perceptual_hash=perceptual_hash(decoded.image))
 
 
 def prepare_file(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pixseek.errors import NotFoundError
-from pixseek.store.models import STATUS_INDEXED
+from pixseek.store.models import STATUS_INDEXED, ImageRecord
 from pixseek.store.records import CollectionInfo
 from pixseek.store.repository import Store
 
@@ -40,6 +40,11 @@ def indexed_image(store: Store, collection: CollectionInfo, image_id: int) -> In
         or record.content_hash is None  # every indexed row has one: its content was hashed
     ):
         raise NotFoundError(f"no indexed image {image_id}")
+    return image_of(record)
+
+
+def image_of(record: ImageRecord) -> IndexedImage:
+    """The frozen copy of an indexed row (its content hash set: every indexed row has one)."""
     return IndexedImage(
         id=record.id,
         path=record.path,
@@ -51,5 +56,5 @@ def indexed_image(store: Store, collection: CollectionInfo, image_id: int) -> In
         camera=record.camera,
         gps_lat=record.gps_lat,
         gps_lon=record.gps_lon,
-        content_hash=record.content_hash,
+        content_hash=record.content_hash or "",
     )

@@ -1,25 +1,35 @@
-"""The two ways one search runs: a first-stage search (by text, by an image, by an indexed image)
-and a re-ranked text search. :meth:`pixseek.library.Library.search` decides which one, once, for
-every front end.
+"""The ways one search runs: a first-stage search of a query of any terms (a text, images, indexed
+images, each weighted), with or without the adaptive cutoff, in any order; and a re-ranked search,
+whose re-rankers score the query's positive texts. :meth:`pixseek.library.Library.search` decides
+which one, once, for every front end.
 
 ``depth`` serves pagination: a front end that shows results ``offset .. offset + k`` asks for
 ``k`` with ``depth = offset + k``. A first-stage search then fetches ``depth`` hits (at most what a
 search returns, so the last pages are short or empty rather than an error); a re-ranked one still
 scores only ``max(k, rerank_k)`` candidates, since a deep page must not re-rank thousands, and its
 results end there.
+
+Order and cutoff: a search sorted by anything but relevance lists every match, so it needs a notion
+of match: the adaptive cutoff (:mod:`pixseek.search.cutoff`) for a first-stage search, the re-ranked
+candidates at or above ``min_score`` for a re-ranked one. The matches are sorted, then paged.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pixseek.errors import NotFoundError, PixseekError
+from pixseek.search.query import Crop, Query, QueryTerm, split_weight
+from pixseek.vocabulary import Cutoff, SortOrder, TermKind
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from PIL import Image
 
     from pixseek.search.rerank import CachedScorer, RerankedSearch
@@ -29,44 +39,133 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SearchOutcome:
-    """The hits of one search, best first; with re-ranking, what it scored and dropped."""
+    """The hits of one search, in the order asked for; with re-ranking, what it scored and dropped."""
 
     hits: list[SearchHit]
-    rerankers: tuple[str, ...]  # the re-rankers that ordered the hits, () for a first-stage search
+    rerankers: tuple[str, ...]  # the re-rankers that scored the hits, () for a first-stage search
     reranked: RerankedSearch | None = None
     # Candidates re-ranking was asked to score (None without it): no result lies beyond them.
     rerank_k: int | None = None
+    query: Query | None = None
+    # What the re-rankers read: the query's positive texts (a composed query's images and negative
+    # terms cannot be scored by an image-text matcher). None without re-ranking.
+    rerank_text: str | None = None
+    cutoff: float | None = None  # the adaptive cutoff's cosine, when one applied
+    total: int | None = None  # how many results passed the cutoff, when all of them were listed
+
+
+def build_query(
+    query: str | None,
+    image: Path | str | Image.Image | None,
+    like: str | int | None,
+    crop: Crop | None,
+    terms: Sequence[QueryTerm],
+) -> Query:
+    """The main term (at most one of a text, an image and an indexed image; ``crop`` cuts it) and
+    the extra ``terms`` as one :class:`Query`."""
+    if sum(mode is not None for mode in (query, image, like)) > 1:
+        raise PixseekError("give at most one of: a text query, --image PATH or --like ID_OR_PATH")
+    if crop is not None and image is None and like is None:
+        raise PixseekError("a crop (--crop) cuts the query image: give --image FILE or --like ID_OR_PATH")
+    main: list[QueryTerm] = []
+    if query is not None:
+        main.append(QueryTerm(TermKind.TEXT, query))
+    elif isinstance(image, str | os.PathLike):
+        main.append(QueryTerm(TermKind.IMAGE, Path(image), crop=crop))
+    elif image is not None:
+        main.append(QueryTerm(TermKind.UPLOAD, image, crop=crop))
+    elif like is not None:
+        main.append(QueryTerm(TermKind.INDEXED, like, crop=crop))
+    if not main and not terms:
+        raise PixseekError("give a text query, --image PATH, --like ID_OR_PATH or a term (--plus)")
+    return Query((*main, *terms))
+
+
+def term_from_spec(searcher: Searcher, spec: str, *, negative: bool = False) -> QueryTerm:
+    """A term the way the CLI writes it, ``[WEIGHT:]TERM`` (WEIGHT > 0, default 1; ``negative``
+    subtracts it): an integer or the path of an indexed image is that indexed image (its stored
+    vector); another existing path is an image file; anything else is a text."""
+    from pixseek.store.models import STATUS_INDEXED
+
+    weight, spec = split_weight(spec)
+    if weight < 0:
+        raise PixseekError(f"term {spec!r}: give a positive weight (--minus subtracts the term)")
+    weight = -weight if negative else weight
+    text = os.path.expanduser(spec.strip())
+    if text.isdigit():
+        return QueryTerm(TermKind.INDEXED, int(text), weight)
+    if not os.path.exists(text) and _names_a_file(text):
+        raise NotFoundError(f"no such image file: {text}")
+    if os.path.exists(text):
+        record = searcher.store.image_by_path(searcher.collection.id, os.path.abspath(text))
+        if record is not None and record.status == STATUS_INDEXED:
+            return QueryTerm(TermKind.INDEXED, record.id, weight)
+        if os.path.isdir(text):
+            raise PixseekError(f"term {spec!r} is a folder, not an image")
+        return QueryTerm(TermKind.IMAGE, Path(text), weight)
+    return QueryTerm(TermKind.TEXT, spec, weight)
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether a term is meant as a file: a path-like start or an image file's extension. Such a
+    term that names no file is a mistake to report, not a text to search for."""
+    from pixseek.indexer.walker import IMAGE_EXTENSIONS
+
+    return text.startswith(("./", "../", "/")) or Path(text).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def first_stage(
     searcher: Searcher,
+    query: Query,
     *,
-    query: str | None,
-    image: Path | str | Image.Image | None,
-    like: str | int | None,
     k: int,
     depth: int | None,
     filters: SearchFilters | None,
-) -> list[SearchHit]:
-    """By text, by an image (a file, or an image already decoded, e.g. an upload) or by an indexed
-    image: exactly one of ``query``, ``image`` and ``like``."""
+    sort: SortOrder,
+    cutoff: Cutoff,
+    cutoff_z: float,
+) -> SearchOutcome:
+    """The query's best ``depth`` (else ``k``) hits; with the cutoff (``cutoff_z`` robust deviations
+    above the query's background), only those above it. Sorted by anything but relevance, every
+    match (every image, without a cutoff: browsing by date), ordered, then the first ``depth``."""
+    from pixseek.search.searcher import MAX_K, MAX_MATCHES
+
+    wanted = k if depth is None else min(depth, MAX_K)
+    if cutoff == Cutoff.NONE and sort == SortOrder.RELEVANCE:
+        return SearchOutcome(_plain(searcher, query, wanted, filters), (), query=query)
+    embedded = searcher.embed(query)
+    # A collection of a few images has no background to stand out from: nothing is cut.
+    threshold = searcher.threshold(embedded.vector, cutoff_z) if cutoff == Cutoff.AUTO else None
+    limit = wanted if sort == SortOrder.RELEVANCE else MAX_MATCHES
+    pairs, floor = searcher.matches(embedded, threshold, filters, limit=limit)
+    complete = len(pairs) < limit or sort != SortOrder.RELEVANCE
+    if sort != SortOrder.RELEVANCE:
+        pairs = _sorted_pairs(searcher, pairs, sort)
+    return SearchOutcome(
+        searcher.hits(pairs[:wanted]),
+        (),
+        query=query,
+        cutoff=floor,
+        total=len(pairs) if complete else None,
+    )
+
+
+def _plain(searcher: Searcher, query: Query, wanted: int, filters: SearchFilters | None) -> list[SearchHit]:
+    """A search without cutoff; a plain text query keeps the searcher's own text path (a server's
+    batches concurrent text queries into one forward)."""
     from pixseek.search.searcher import MAX_K
 
-    # like() fetches one more (the image itself), so one less than the searcher's limit.
-    wanted = k if depth is None else min(depth, MAX_K - 1 if like is not None else MAX_K)
-    if query is not None:
-        return searcher.by_text(query, wanted, filters)
-    if isinstance(image, str | os.PathLike):
-        return searcher.by_image_file(Path(image), wanted, filters)
-    if image is not None:
-        return searcher.by_image(image, wanted, filters)
-    assert like is not None  # exactly one mode: the caller checked
-    return searcher.like(like, wanted, filters)
+    single = query.simple
+    if single is not None and single.kind == TermKind.TEXT:
+        return searcher.by_text(str(single.value), wanted, filters)
+    if single is not None and single.kind == TermKind.INDEXED:
+        return searcher.like(single.value, min(wanted, MAX_K - 1), filters)  # type: ignore[arg-type]
+    return searcher.search(query, wanted, filters)
 
 
 def reranked(
     searcher: Searcher,
-    query: str,
+    query: Query,
     scorers: Sequence[CachedScorer],
     lock: AbstractContextManager[Any],
     *,
@@ -75,18 +174,74 @@ def reranked(
     rerank_k: int,
     min_score: float | None,
     filters: SearchFilters | None,
+    sort: SortOrder,
+    cutoff: Cutoff,
+    cutoff_z: float,
 ) -> RerankedSearch:
-    """A text search whose first ``max(k, rerank_k)`` candidates ``scorers`` re-rank, under ``lock``
-    (a server re-ranks one query at a time: each already uses every core)."""
+    """A search whose first ``max(k, rerank_k)`` candidates ``scorers`` re-rank against the query's
+    positive texts, under ``lock`` (a server re-ranks one query at a time: each already uses every
+    core). With the adaptive cutoff, only candidates above it are re-ranked (fewer, so faster).
+    Sorted by anything but relevance, the candidates that pass ``min_score`` are ordered."""
     from pixseek.search.rerank import rerank_search
 
+    text = query.positive_text
+    assert text is not None  # the caller re-ranks only a query with a positive text
+    shown = min(depth or k, max(k, rerank_k))
+    candidates = None  # a plain text query: the re-ranking's own first stage (by_text)
+    if cutoff == Cutoff.AUTO:
+        cut = first_stage(
+            searcher, query, k=max(k, rerank_k), depth=None, filters=filters,
+            sort=SortOrder.RELEVANCE, cutoff=cutoff, cutoff_z=cutoff_z,
+        )  # fmt: skip
+        candidates = cut.hits
+    elif query.simple is None:
+        candidates = searcher.search(query, max(k, rerank_k), filters)
     with lock:
-        return rerank_search(
+        result = rerank_search(
             searcher,
-            query,
+            text,
             scorers,
-            k=min(depth or k, max(k, rerank_k)),
+            k=shown if sort == SortOrder.RELEVANCE else max(k, rerank_k),
             rerank_k=rerank_k,
             min_score=min_score,
             filters=filters,
+            candidates=candidates,
         )
+    if sort == SortOrder.RELEVANCE:
+        return result
+    return dataclasses.replace(result, hits=order(result.hits, sort)[:shown])
+
+
+_NEVER = datetime.max
+
+Item = TypeVar("Item")
+
+
+def _ordered(
+    items: Sequence[Item], key: Callable[[Item], tuple[datetime | None, str]], sort: SortOrder
+) -> list[Item]:
+    """``items`` by path, or by the date taken with undated ones last in both directions; ties and
+    the undated by path. ``key`` gives an item's (taken, path)."""
+    if sort == SortOrder.RELEVANCE:
+        return list(items)
+    by_path = sorted(items, key=lambda item: key(item)[1])
+    if sort == SortOrder.PATH:
+        return by_path
+    dated = [item for item in by_path if key(item)[0] is not None]
+    undated = [item for item in by_path if key(item)[0] is None]
+    dated.sort(key=lambda item: key(item)[0] or _NEVER, reverse=sort == SortOrder.NEWEST)  # stable
+    return dated + undated
+
+
+def order(hits: Sequence[SearchHit], sort: SortOrder) -> list[SearchHit]:
+    """``hits`` in the order asked for (relevance: as they are)."""
+    return _ordered(hits, lambda hit: (hit.taken_at, hit.path), sort)
+
+
+def _sorted_pairs(
+    searcher: Searcher, pairs: list[tuple[int, float]], sort: SortOrder
+) -> list[tuple[int, float]]:
+    """Every match ordered by the date taken or the path, read from SQL without whole rows (a
+    date-sorted search may order a hundred thousand matches to show the first page)."""
+    keys = searcher.store.sort_keys([i for i, _ in pairs])
+    return _ordered([pair for pair in pairs if pair[0] in keys], lambda pair: keys[pair[0]], sort)

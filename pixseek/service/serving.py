@@ -83,7 +83,11 @@ class Serving:
             if self._searcher is None:
                 collection = self._library.collection()
                 self._searcher = Searcher(
-                    self._library.store, collection, self._vector_search(collection), self.query_encoder
+                    self._library.store,
+                    collection,
+                    self._vector_search(collection),
+                    self.query_encoder,
+                    self._library.file_opener(),
                 )
             return self._searcher
 

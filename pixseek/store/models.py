@@ -77,6 +77,10 @@ class ImageRecord(Base):
     orientation: Mapped[int | None] = mapped_column(Integer)
     gps_lat: Mapped[float | None] = mapped_column(Float)
     gps_lon: Mapped[float | None] = mapped_column(Float)
+    # pHash of the decoded, upright pixels as a signed 64-bit integer (pixseek.media.perceptual):
+    # duplicate finding's second check. NULL for rows indexed before revision 0003, until
+    # `pixseek duplicates` needs it and computes it.
+    perceptual_hash: Mapped[int | None] = mapped_column(BigInteger)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
 

@@ -48,11 +48,16 @@ class FileFacts:
     orientation: int | None = None
     gps_lat: float | None = None
     gps_lon: float | None = None
+    perceptual_hash: int | None = None  # pHash of the decoded, upright pixels (pixseek.media.perceptual)
 
     def with_metadata_of(self, source: object) -> FileFacts:
         """These facts with the image metadata of ``source``: a decoded image's metadata, or the
-        stored row of an original whose copy this is (same content, same pixels and EXIF)."""
-        return replace(self, **{name: getattr(source, name) for name in IMAGE_METADATA})
+        stored row of an original whose copy this is (same content, same pixels and EXIF). A stored
+        row also hands over its perceptual hash; a decoded image's metadata has none (the indexer
+        hashes the pixels), and these facts keep theirs."""
+        values = {name: getattr(source, name) for name in IMAGE_METADATA}
+        values["perceptual_hash"] = getattr(source, "perceptual_hash", self.perceptual_hash)
+        return replace(self, **values)
 
 
 # The fields of FileFacts (and of a stored image row) that describe the picture, not the file.

@@ -15,6 +15,7 @@ from sqlalchemy.orm import defer
 
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.store.database import DatabaseUnavailable, open_database
+from pixseek.store.duplicate_queries import DuplicateQueries
 from pixseek.store.models import STATUS_FAILED, STATUS_INDEXED, Collection, CollectionFolder, ImageRecord
 from pixseek.store.query_parts import ID_CHUNK, filter_conditions, folder_chunks, id_chunks, path_under
 from pixseek.store.records import (
@@ -46,7 +47,7 @@ def _info(row: Collection) -> CollectionInfo:
     )
 
 
-class Store:
+class Store(DuplicateQueries):
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = Sessions(engine)
@@ -341,6 +342,18 @@ class Store:
                 .options(defer(ImageRecord.embedding))
                 .where(ImageRecord.collection_id == collection_id, ImageRecord.path == path)
             )
+
+    def sort_keys(self, ids: Sequence[int]) -> dict[int, tuple[datetime | None, str]]:
+        """(taken_at, path) of each of ``ids`` still present: what ordering a search's matches by
+        date or path needs, without loading whole rows."""
+        found: dict[int, tuple[datetime | None, str]] = {}
+        with self._session() as session:
+            for chunk in id_chunks(ids):
+                query = select(ImageRecord.id, ImageRecord.taken_at, ImageRecord.path).where(
+                    ImageRecord.id.in_(chunk)
+                )
+                found.update((image_id, (taken, path)) for image_id, taken, path in session.execute(query))
+        return found
 
     def filtered_ids(self, collection_id: int, filters: SearchFilters) -> np.ndarray:
         """Ids of the indexed images that pass ``filters``; many folders take one query per chunk."""

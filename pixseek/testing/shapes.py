@@ -10,7 +10,8 @@ rotation, colour, background noise) keeps two images of the same description fro
 The layout is ``pixseek eval``'s (and ``pixseek train``'s): ``images/*.png`` plus ``captions.jsonl``
 with one ``{"image", "caption", "language"}`` row per caption.
 
-CLI: ``python -m pixseek.testing.shapes OUT_DIR [--count N] [--seed S] [--distinct] [--size PX]``.
+CLI: ``python -m pixseek.testing.shapes OUT_DIR [--count N] [--seed S] [--distinct] [--size PX]
+[--partial]``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,21 @@ def caption(scene: Scene, language: str) -> str:
     raise ValueError(f"no captions in {language!r}; choose from {', '.join(LANGUAGES)}")
 
 
+def partial_captions(scene: Scene) -> list[str]:
+    """English captions that name only some of the scene's attributes ("a circle", "a red circle",
+    "a large circle at the top left", ...): a model trained on full captions alone has never seen a
+    query that leaves attributes out, which is what users type and what composed queries combine."""
+    shape, colour, size, position = scene.shape, scene.colour, scene.size, scene.position
+    return [
+        f"a {shape}",
+        f"a {colour} {shape}",
+        f"a {size} {shape}",
+        f"a {shape} at the {position}",
+        f"a {size} {colour} {shape}",
+        f"something {colour}",
+    ]
+
+
 def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> list[tuple[float, float]]:
     if shape == "square":
         corners = [(math.pi / 4 + k * math.pi / 2) for k in range(4)]
@@ -130,10 +146,13 @@ def generate(
     size: int = 64,
     languages: tuple[str, ...] = LANGUAGES,
     distinct: bool = False,
+    partial: bool = False,
 ) -> Path:
     """Write ``count`` images and their captions (one per language) under ``out_dir``; return the
     captions file. ``distinct`` draws every scene at most once, so that each caption has exactly one
-    matching image in the set: what a retrieval evaluation needs to be unambiguous."""
+    matching image in the set: what a retrieval evaluation needs to be unambiguous. ``partial`` adds
+    the English :func:`partial_captions` (for training, not for a retrieval evaluation: they match
+    many images)."""
     for language in languages:
         caption(ALL_SCENES[0], language)  # unknown languages fail before anything is written
     if distinct and count > len(ALL_SCENES):
@@ -148,6 +167,8 @@ def generate(
         name = f"images/shape_{number:05d}.png"
         draw(scene, rng, size).save(out_dir / name)
         rows += [{"image": name, "caption": caption(scene, lang), "language": lang} for lang in languages]
+        if partial:
+            rows += [{"image": name, "caption": text, "language": "en"} for text in partial_captions(scene)]
     captions_file = out_dir / "captions.jsonl"
     captions_file.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), "utf-8")
     return captions_file
@@ -161,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     parser.add_argument("--distinct", action="store_true", help="every scene at most once (<= 160 images)")
     parser.add_argument("--languages", default=",".join(LANGUAGES), help="comma-separated (default en,de,fr)")
+    parser.add_argument("--partial", action="store_true", help="add English captions naming some attributes")
     args = parser.parse_args(argv)
     path = generate(
         args.out_dir,
@@ -169,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         size=args.size,
         languages=tuple(args.languages.split(",")),
         distinct=args.distinct,
+        partial=args.partial,
     )
     print(path)
 

@@ -56,11 +56,14 @@ def rerank_search(
     rerank_k: int,
     min_score: float | None = None,
     filters: SearchFilters | None = None,
+    candidates: Sequence[SearchHit] | None = None,
 ) -> RerankedSearch:
-    """A text search whose first ``max(k, rerank_k)`` candidates are re-ranked by ``scorers``."""
+    """A text search whose first ``max(k, rerank_k)`` candidates are re-ranked by ``scorers``.
+    ``candidates``: those of another first stage (a composed query's) instead of ``text``'s own."""
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score is a probability between 0 and 1, got {min_score}")
-    candidates = searcher.by_text(text, max(k, rerank_k), filters)
+    if candidates is None:
+        candidates = searcher.by_text(text, max(k, rerank_k), filters)
     records = searcher.store.images([hit.id for hit in candidates])
     ranked = rerank_hits(text, candidates, records, scorers)
     unscored = [hit for hit in ranked if hit.final_score is None]

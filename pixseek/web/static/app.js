@@ -55,9 +55,48 @@ function withParams(url, params) {
   return result.href;
 }
 
-// ---- searches: each knows how to fetch one page ---------------------------------------------
-const state = { search: null, next: null, shown: 0, loading: false, controller: null, rerankers: [] };
+// ---- the query: the text box, plus more terms as chips ----------------------------------------
+// A chip is one weighted term of a composed query (a negative weight pushes results away from it):
+//   {kind: "text", text} | {kind: "indexed", image, crop?} (crop: a region, in fractions) |
+//   {kind: "upload", file, name, preview} (at most one: the API takes one file, as its first term).
+const MAX_TERMS = 15;  // terms a request may add to its main one (the API's limit)
+const WEIGHTS = [0.5, 1, 2];  // what the weight button cycles through
+const SORTS = new Set(["relevance", "taken", "-taken", "path"]);
+const state = {
+  search: null, next: null, shown: 0, loading: false, controller: null, rerankers: [],
+  chips: [], chipKeys: 0, cutoff: null,  // cutoff: the user's choice, null until they make one
+};
 
+function chipLabel(chip) {
+  if (chip.kind === "text") return `“${chip.text}”`;
+  if (chip.kind === "upload") return `the image ${chip.name}`;
+  return `${chip.crop ? "region of" : "image"} ${baseName(chip.image.path)}`;
+}
+
+const weightText = (weight) => `${Math.abs(weight)}`;
+
+/** "“a cat” not “red” + 2× image rocket.jpg": the text box's text first, then the chips. */
+function describeQuery(text, chips) {
+  const parts = text ? [`“${text}”`] : [];
+  for (const chip of chips) {
+    const joiner = chip.weight < 0 ? "not " : parts.length ? "+ " : "";
+    const weight = Math.abs(chip.weight) === 1 ? "" : `${weightText(chip.weight)}× `;
+    parts.push(`${joiner}${weight}${chipLabel(chip)}`);
+  }
+  return parts.join(" ");
+}
+
+function apiTerm(chip) {
+  if (chip.kind === "text") return { text: chip.text, weight: chip.weight };
+  const term = { image_id: chip.image.id, weight: chip.weight };
+  if (chip.crop) term.crop = { ...chip.crop, unit: "fraction" };
+  return term;
+}
+
+const chipPreview = (chip) => chip.preview || (chip.image && chip.image.thumbnail_url) || null;
+const hasQuery = () => Boolean($("#q").value.trim()) || state.chips.length > 0;
+
+// ---- searches: each knows how to fetch one page ---------------------------------------------
 function readFilters() {
   const filters = {};
   const folder = $("#f-folder").value.trim().replace(/^\/+|\/+$/g, "");
@@ -70,14 +109,29 @@ function readFilters() {
   return filters;
 }
 
-function textSearch(query) {
-  const filters = readFilters();
-  const body = { query, k: PAGE_SIZE, filters };
+/** Sort and cutoff as the request sends them (with a re-ranker, the cutoff thins the candidates
+ * it scores). */
+function readOrder() {
+  return { sort: $("#sort").value, cutoff: $("#cutoff").value };
+}
+
+const orderParams = (order) => (order.sort === "relevance" ? {} : { sort: order.sort });
+
+/** Any order but relevance lists every match above the cutoff: auto unless the user chose none
+ * (then every image, in that order: browsing by date). */
+function syncOrderControls() {
+  const sorted = $("#sort").value !== "relevance";
+  const cutoff = $("#cutoff");
+  cutoff.value = state.cutoff ?? (sorted ? "auto" : "none");
+  cutoff.title = sorted && cutoff.value === "none" ? "No cutoff: every image, in this order" : "";
+}
+
+function jsonSearch(body, search) {
   if (state.rerankers.length) body.rerank = $("#rerank").value;  // only sent when the server has re-rankers
   return {
-    label: `for “${query}”`,
-    filtered: Object.keys(filters).length > 0,
-    params: { q: query },
+    ...search,
+    filtered: Object.keys(body.filters).length > 0,
+    usesFilters: true,
     page: (offset, signal) => api("search", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -87,21 +141,38 @@ function textSearch(query) {
   };
 }
 
-function imageSearch(file) {
-  const name = file.name || "pasted image";
+function textSearch(query, order = readOrder()) {
+  const body = { query, k: PAGE_SIZE, filters: readFilters(), ...order };
+  return jsonSearch(body, { label: `for “${query}”`, params: { q: query, ...orderParams(order) } });
+}
+
+/** The text box's text (if any) with indexed-image and text terms: POST /search. */
+function composedSearch(text, chips, order) {
+  const body = { terms: chips.map(apiTerm), k: PAGE_SIZE, filters: readFilters(), ...order };
+  if (text) body.query = text;
+  const preview = chips.map(chipPreview).find(Boolean);
+  return jsonSearch(body, { label: `for ${describeQuery(text, chips)}`, preview, params: orderParams(order) });
+}
+
+/** An upload, the first term, with the text box's text and the other chips as more terms. */
+function imageSearch(upload, text, chips, order) {
   const filters = readFilters();
+  const terms = [...(text ? [{ text, weight: 1 }] : []), ...chips.map(apiTerm)];
   return {
-    label: `for the image ${name}`,
+    label: `for ${describeQuery(text, [upload, ...chips])}`,
     filtered: Object.keys(filters).length > 0,
-    preview: URL.createObjectURL(file),
-    params: {},
-    file,
+    usesFilters: true,
+    preview: upload.preview,
+    params: orderParams(order),
     page: (offset, signal) => {
       const form = new FormData();
-      form.append("file", file, name);
+      form.append("file", upload.file, upload.name);
       form.append("k", PAGE_SIZE);
       form.append("offset", offset);
       form.append("filters", JSON.stringify(filters));
+      if (terms.length) form.append("terms", JSON.stringify(terms));
+      form.append("sort", order.sort);
+      if (order.cutoff) form.append("cutoff", order.cutoff);
       return api("search/image", { method: "POST", body: form, signal });
     },
   };
@@ -116,11 +187,33 @@ function similarSearch(image) {
   };
 }
 
+/** The search the text box and the chips make. One whole indexed image alone, best first, is
+ * "more like this" (GET /images/{id}/similar, which leaves that image out). */
+function querySearch() {
+  const text = $("#q").value.trim();
+  const upload = state.chips.find((chip) => chip.kind === "upload");
+  const chips = state.chips.filter((chip) => chip !== upload);
+  const order = readOrder();
+  if (upload) return imageSearch(upload, text, chips, order);
+  if (!chips.length) return textSearch(text, order);
+  const [only] = chips;
+  if (!text && chips.length === 1 && only.kind === "indexed" && !only.crop && only.weight === 1
+      && order.sort === "relevance" && order.cutoff !== "auto") {
+    return similarSearch(only.image);
+  }
+  return composedSearch(text, chips, order);
+}
+
+function searchQuery() {
+  if (!hasQuery()) {
+    showMessage("error", "Nothing to search", "Type a few words, or drop, paste or choose an image.");
+    return undefined;
+  }
+  return run(querySearch());
+}
+
 function run(search) {
   if (state.controller) state.controller.abort();
-  if (state.search && state.search.preview && state.search.preview.startsWith("blob:")) {
-    URL.revokeObjectURL(state.search.preview);
-  }
   Object.assign(state, { search, next: 0, shown: 0, loading: false, controller: null });
   const url = new URL(location.href);
   url.search = new URLSearchParams(search.params).toString();
@@ -129,6 +222,19 @@ function run(search) {
   showMessage(null);
   renderSummary(null);
   return loadMore();
+}
+
+/** No query left (its last term removed): no results either. */
+function clearSearch() {
+  if (state.controller) state.controller.abort();
+  Object.assign(state, { search: null, next: null, shown: 0, loading: false, controller: null });
+  const url = new URL(location.href);
+  url.search = "";
+  history.replaceState(null, "", url);
+  $("#grid").replaceChildren();
+  showMessage(null);
+  renderSummary(null);
+  setBusy(false);
 }
 
 async function loadMore() {
@@ -176,11 +282,22 @@ function setBusy(busy) {
 
 function renderSummary(page) {
   const summary = $("#summary");
+  summary.title = "";
   if (!page) { summary.replaceChildren(state.search ? "Searching…" : ""); return; }
   const search = state.search;
+  // total: how many results passed the cutoff, when the search counted them (a sorted or cut one).
+  const total = page.total == null ? null : `${page.total.toLocaleString()} ${page.total === 1 ? "match" : "matches"}`;
+  // What the re-rankers scored (the query's positive texts), when it is not the whole query.
+  const reranked = page.reranked_text && page.reranked_text !== page.query ? page.reranked_text : null;
+  summary.title = [
+    page.query && `Searched: ${page.query}`,
+    page.cutoff != null && `Cutoff: similarity ${page.cutoff.toFixed(3)}, from this query's own scores`,
+  ].filter(Boolean).join("\n");
   summary.replaceChildren(
     search.preview ? h("img", { src: search.preview, alt: "", className: "query-thumb" }) : "",
     h("span", {}, `${state.shown} ${state.shown === 1 ? "image" : "images"} ${search.label}`,
+      total && h("span", { className: "matches" }, ` · ${total}`),
+      reranked && h("span", { className: "reranked" }, ` · re-ranked by: ${reranked}`),
       h("span", { className: "muted" }, `${state.next !== null ? " · more below" : ""} · ${Math.round(page.took_ms)} ms`)),
   );
 }
@@ -191,6 +308,120 @@ function showMessage(kind, title, text) {
   box.className = `message ${kind || ""}`;
   box.setAttribute("role", kind === "error" ? "alert" : "status");
   box.replaceChildren(...(kind ? [h("strong", {}, title), h("p", {}, text || "")] : []));
+}
+
+// ---- chips: show, change, add, remove --------------------------------------------------------
+/** Re-draws the chips; ``focus`` ([chip, selector]) puts the focus back where it was. */
+function renderChips(focus) {
+  $("#chips").replaceChildren(...state.chips.map(chipNode));
+  if (focus) {
+    const node = $(`#chips [data-key="${focus[0].key}"]`);
+    const target = node && (focus[1] ? node.querySelector(focus[1]) : node);
+    if (target) target.focus();
+  }
+}
+
+function chipNode(chip) {
+  const label = chipLabel(chip);
+  const negative = chip.weight < 0;
+  const weight = weightText(chip.weight);
+  const next = WEIGHTS[(WEIGHTS.indexOf(Math.abs(chip.weight)) + 1) % WEIGHTS.length];
+  const preview = chipPreview(chip);
+  const fixed = chip.kind === "upload";  // the upload is the first term, weight 1
+  return h("li", {
+    className: `chip ${negative ? "minus" : "plus"}`, tabIndex: 0, "data-key": chip.key,
+    "aria-label": `${negative ? "Not" : "Plus"} ${label}, weight ${weight} (Delete removes it)`,
+    title: fixed ? "The uploaded image: a + term of weight 1" : null,
+    onkeydown: (event) => {
+      if (event.key !== "Delete" && event.key !== "Backspace") return;
+      event.preventDefault();
+      removeChip(chip);
+    },
+  },
+  fixed
+    ? h("span", { className: "sign", "aria-hidden": "true" }, "+")
+    : h("button", {
+      type: "button", className: "sign",
+      "aria-label": negative ? `Include ${label} instead of excluding it` : `Exclude ${label} instead`,
+      title: negative ? "Not: results are pushed away from this. Click to include it instead"
+        : "Plus: results are like this. Click to exclude it instead",
+      onclick: () => changeChip(chip, { weight: -chip.weight }, ".sign"),
+    }, negative ? "−" : "+"),
+  fixed
+    ? h("span", { className: "weight", "aria-hidden": "true" }, weight)
+    : h("button", {
+      type: "button", className: "weight", "aria-label": `Weight ${weight} of ${label}: change to ${next}`,
+      title: `Weight ${weight}: click for ${next}`,
+      onclick: () => changeChip(chip, { weight: Math.sign(chip.weight) * next }, ".weight"),
+    }, weight),
+  preview && h("img", { src: preview, alt: "", className: "chip-thumb" }),
+  h("span", { className: "chip-label", title: chip.image ? fullName(chip.image) : null }, label),
+  h("button", {
+    type: "button", className: "remove", "aria-label": `Remove ${label}`, title: "Remove this term",
+    onclick: () => removeChip(chip),
+  }, "×"));
+}
+
+function changeChip(chip, changes, focusSelector) {
+  Object.assign(chip, changes);
+  renderChips([chip, focusSelector]);
+  searchQuery();
+}
+
+function forgetChip(chip) {
+  if (chip.preview && chip.preview.startsWith("blob:")) URL.revokeObjectURL(chip.preview);
+}
+
+function removeChip(chip) {
+  const index = state.chips.indexOf(chip);
+  if (index < 0) return;
+  state.chips.splice(index, 1);
+  forgetChip(chip);
+  const next = state.chips[Math.min(index, state.chips.length - 1)];
+  renderChips(next ? [next] : null);
+  if (!next) $("#q").focus();
+  if (hasQuery()) searchQuery();
+  else clearSearch();
+}
+
+/** A term for the query; an upload takes the place of an earlier one (the API takes one file). */
+function addChip(chip) {
+  const kept = state.chips.filter((other) => !(chip.kind === "upload" && other.kind === "upload"));
+  if (kept.filter((other) => other.kind !== "upload").length >= MAX_TERMS && chip.kind !== "upload") {
+    showMessage("error", "Too many terms", `A query holds at most ${MAX_TERMS} terms besides its text: remove one first.`);
+    return false;
+  }
+  state.chips.filter((other) => !kept.includes(other)).forEach(forgetChip);
+  state.chips = chip.kind === "upload" ? [chip, ...kept] : [...kept, chip];
+  chip.key = ++state.chipKeys;
+  renderChips();
+  return true;
+}
+
+/** A new query of these terms alone (an upload, "more like this", a region): the text box empties. */
+function replaceQuery(chips) {
+  state.chips.forEach(forgetChip);
+  state.chips = [];
+  $("#q").value = "";
+  chips.forEach(addChip);
+  renderChips();
+}
+
+function addNotText() {
+  const text = $("#not-text").value.trim();
+  if (!text) return false;
+  if (!addChip({ kind: "text", text, weight: -1 })) return false;
+  $("#not-text").value = "";
+  return true;
+}
+
+function uploadChip(file) {
+  return { kind: "upload", file, name: file.name || "pasted image", preview: URL.createObjectURL(file), weight: 1 };
+}
+
+function likeImage(image) {
+  replaceQuery([{ kind: "indexed", image, weight: 1 }]);
+  searchQuery();
 }
 
 // ---- results and the viewer ------------------------------------------------------------------
@@ -227,7 +458,7 @@ function card(result) {
       matchLabel(result) && h("span", { className: "score" }, matchLabel(result))),
     h("button", {
       type: "button", className: "like", "aria-label": `More like ${baseName(image.path)}`,
-      onclick: () => run(similarSearch(image)),
+      onclick: () => likeImage(image),
     }, "More like this"));
 }
 
@@ -264,23 +495,114 @@ function openViewer(image) {
   $("#viewer-title").textContent = baseName(image.path);
   $("#viewer-meta").replaceChildren(...metadataRows(image).flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
   $("#viewer-file").href = image.file_url;
-  $("#viewer-like").onclick = () => { viewer.close(); run(similarSearch(image)); };
+  viewerState.image = image;
+  setRegion(null);
   viewer.showModal();
   $("#viewer-close").focus();
 }
 
+// ---- the viewer's region: drag a box on the image, search by what is inside it ---------------
+// The box is kept in fractions of the shown image, which the API reads against the upright
+// original: how large the image is displayed does not matter.
+const MIN_REGION = 0.02;  // of each side: a smaller box is taken for a click
+const viewerState = { image: null, region: null };
+const clamp01 = (value) => Math.min(1, Math.max(0, value));
+const round4 = (value) => Math.round(value * 10000) / 10000;
+
+function boxBetween(a, b) {
+  const x = round4(Math.min(a.x, b.x)), y = round4(Math.min(a.y, b.y));
+  return { x, y, width: round4(Math.max(a.x, b.x)) - x, height: round4(Math.max(a.y, b.y)) - y };
+}
+
+function showBox(region) {
+  const box = $("#viewer-box");
+  box.hidden = !region;
+  if (!region) return;
+  Object.assign(box.style, {  // CSSOM, which the page's CSP (no inline styles) allows
+    left: `${region.x * 100}%`, top: `${region.y * 100}%`,
+    width: `${region.width * 100}%`, height: `${region.height * 100}%`,
+  });
+}
+
+/** The region the viewer's buttons act on (null: the whole image), and their labels to match. */
+function setRegion(region) {
+  viewerState.region = region;
+  showBox(region);
+  const part = region ? "this region" : "this";
+  $("#viewer-like").textContent = region ? "Search this region" : "More like this";
+  $("#viewer-plus").textContent = region ? "+ Add region to query" : "+ Add to query";
+  $("#viewer-not").textContent = `− Not like ${part}`;
+  $("#viewer-region-text").textContent = region
+    ? `Region: ${Math.round(region.width * 100)}% × ${Math.round(region.height * 100)}% of the image.`
+    : "Drag a box on the image to search by a region of it.";
+  $("#viewer-whole").hidden = !region;
+}
+
+/** The viewer's image (or its region) as a chip of the given weight. */
+function viewerChip(weight) {
+  const chip = { kind: "indexed", image: viewerState.image, weight };
+  if (viewerState.region) chip.crop = { ...viewerState.region };
+  return chip;
+}
+
+function bindRegion() {
+  const stage = $("#viewer-stage");
+  const img = $("#viewer-img");
+  let start = null;
+  const at = (event) => {
+    const rect = img.getBoundingClientRect();
+    return { x: clamp01((event.clientX - rect.left) / rect.width), y: clamp01((event.clientY - rect.top) / rect.height) };
+  };
+  stage.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0 || !viewerState.image || !img.getAttribute("src")) return;
+    event.preventDefault();
+    stage.setPointerCapture(event.pointerId);
+    start = at(event);
+    setRegion(null);
+  });
+  stage.addEventListener("pointermove", (event) => { if (start) showBox(boxBetween(start, at(event))); });
+  stage.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    const region = boxBetween(start, at(event));
+    start = null;
+    setRegion(region.width >= MIN_REGION && region.height >= MIN_REGION ? region : null);
+  });
+  stage.addEventListener("pointercancel", () => { start = null; setRegion(null); });
+}
+
 // ---- input: form, file, drop, paste ----------------------------------------------------------
-function searchFile(file) {
-  if (!file) return;
+function usableFile(file) {
+  if (!file) return false;
   if (file.type && !file.type.startsWith("image/")) {
     showMessage("error", "Not an image", `${file.name || "The file"} is ${file.type}; choose an image file.`);
-    return;
+    return false;
   }
   if (file.size > MAX_UPLOAD_BYTES) {
     showMessage("error", "Image too large", `The limit is ${formatBytes(MAX_UPLOAD_BYTES)}.`);
-    return;
+    return false;
   }
-  run(imageSearch(file));
+  return true;
+}
+
+/** Search by an image alone: it replaces the query. */
+function searchFile(file) {
+  if (!usableFile(file)) return;
+  replaceQuery([uploadChip(file)]);
+  searchQuery();
+}
+
+/** An image as one more term of the query (in place of an earlier upload). */
+function addFile(file) {
+  if (!usableFile(file)) return;
+  addChip(uploadChip(file));
+  searchQuery();
+}
+
+/** The viewer's image or region as a term (weight 1, or -1: "not"), then the search. */
+function addFromViewer(weight) {
+  const chip = viewerChip(weight);
+  $("#viewer").close();
+  if (addChip(chip)) searchQuery();
 }
 
 function updateFilterCount() {
@@ -292,15 +614,28 @@ function updateFilterCount() {
 function bindInputs() {
   $("#search").addEventListener("submit", (event) => {
     event.preventDefault();
-    const query = $("#q").value.trim();
-    if (query) run(textSearch(query));
-    else showMessage("error", "Nothing to search", "Type a few words, or drop, paste or choose an image.");
+    // Enter in the "not" box adds its text as a term, then searches (not when it could not be added)
+    if ($("#not-text").value.trim() && !addNotText()) return;
+    searchQuery();
+  });
+  $("#add-not").addEventListener("click", () => {
+    if (addNotText()) searchQuery();
+    else $("#not-text").focus();
   });
   $("#file").addEventListener("change", (event) => { searchFile(event.target.files[0]); event.target.value = ""; });
+  $("#add-file").addEventListener("change", (event) => { addFile(event.target.files[0]); event.target.value = ""; });
   $("#filter-fields").addEventListener("change", () => {
     updateFilterCount();
-    if (state.search && state.search.params.q) run(textSearch(state.search.params.q));
-    else if (state.search && state.search.file) run(imageSearch(state.search.file));
+    syncOrderControls();  // the re-rank choice is one of these fields
+    if (state.search && state.search.usesFilters) searchQuery();
+  });
+  $("#sort").addEventListener("change", () => {
+    syncOrderControls();
+    if (state.search) searchQuery();
+  });
+  $("#cutoff").addEventListener("change", () => {
+    state.cutoff = $("#cutoff").value;
+    if (state.search) searchQuery();
   });
   $("#clear-filters").addEventListener("click", () => {
     for (const field of $("#filter-fields").querySelectorAll("input, select:not(#rerank)")) field.value = "";
@@ -314,19 +649,24 @@ function bindInputs() {
   }, { rootMargin: "600px" });
   state.scrollObserver.observe($("#more"));
 
+  // Dropped anywhere, an image replaces the query; dropped on "add it to the query", it joins it.
   const drop = $("#drop");
   const hasFiles = (event) => Array.from(event.dataTransfer.types).includes("Files");
   document.addEventListener("dragover", (event) => {
     if (!hasFiles(event)) return;
     event.preventDefault();
+    $("#drop-add").hidden = !hasQuery();
     drop.hidden = false;
   });
-  drop.addEventListener("dragleave", () => { drop.hidden = true; });
+  drop.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget || !drop.contains(event.relatedTarget)) drop.hidden = true;
+  });
   document.addEventListener("drop", (event) => {
     drop.hidden = true;
     if (!hasFiles(event)) return;
     event.preventDefault();
-    searchFile(event.dataTransfer.files[0]);
+    const adding = event.target instanceof Element && event.target.closest("#drop-add");
+    (adding ? addFile : searchFile)(event.dataTransfer.files[0]);
   });
   document.addEventListener("paste", (event) => {
     const item = Array.from(event.clipboardData.items).find((i) => i.kind === "file" && i.type.startsWith("image/"));
@@ -336,9 +676,25 @@ function bindInputs() {
   });
 
   const viewer = $("#viewer");
+  let downOnBackdrop = false;  // a drag on the image that ends over the backdrop closes nothing
   $("#viewer-close").addEventListener("click", () => viewer.close());
-  viewer.addEventListener("click", (event) => { if (event.target === viewer) viewer.close(); });  // backdrop
-  viewer.addEventListener("close", () => { $("#viewer-img").removeAttribute("src"); });
+  viewer.addEventListener("pointerdown", (event) => { downOnBackdrop = event.target === viewer; });
+  viewer.addEventListener("click", (event) => { if (event.target === viewer && downOnBackdrop) viewer.close(); });
+  viewer.addEventListener("close", () => {
+    $("#viewer-img").removeAttribute("src");
+    viewerState.image = null;
+    setRegion(null);
+  });
+  $("#viewer-like").addEventListener("click", () => {
+    const chip = viewerChip(1);
+    viewer.close();
+    replaceQuery([chip]);
+    searchQuery();
+  });
+  $("#viewer-plus").addEventListener("click", () => addFromViewer(1));
+  $("#viewer-not").addEventListener("click", () => addFromViewer(-1));
+  $("#viewer-whole").addEventListener("click", () => setRegion(null));
+  bindRegion();
 }
 
 // ---- server status and indexing progress -----------------------------------------------------
@@ -361,6 +717,7 @@ function renderRerank(status) {
   if (names.includes("bridgetower") && names.includes("blip2")) options.push("both");
   $("#rerank").replaceChildren(...options.map((name) => h("option", { value: name }, name)));
   $("#rerank-field").hidden = names.length === 0;
+  syncOrderControls();
 }
 
 /** "/srv/photos/2021" -> "photos/2021" with the server's roots {name: absolute path}. */
@@ -415,14 +772,19 @@ async function pollStatus() {
 // ---- start -------------------------------------------------------------------------------------
 async function start() {
   bindInputs();
+  syncOrderControls();
   pollStatus();
   const params = new URLSearchParams(location.search);
-  if (params.get("q")) {
-    $("#q").value = params.get("q");
-    run(textSearch(params.get("q").trim()));
+  if (SORTS.has(params.get("sort"))) {
+    $("#sort").value = params.get("sort");
+    syncOrderControls();
+  }
+  if (params.get("q") && params.get("q").trim()) {
+    $("#q").value = params.get("q").trim();
+    searchQuery();
   } else if (/^\d+$/.test(params.get("like") || "")) {
     try {
-      run(similarSearch(await api(`images/${params.get("like")}`)));
+      likeImage(await api(`images/${params.get("like")}`));
     } catch (error) {
       showMessage("error", "Cannot show similar images", error.message);
     }
