@@ -40,6 +40,7 @@ bench: bench-deps
 	$(call run_bench,sharded-search-quick,bench_sharded_search.py,--quick)
 	$(call run_bench,ray-indexing-quick,bench_ray_indexing.py,--quick)
 	$(call run_bench,duplicates-quick,bench_duplicates.py,--quick)
+	$(call run_bench,ocr-quick,bench_ocr.py,--quick)
 
 bench-full: bench-deps
 	$(call run_bench,query,bench_query.py,)
@@ -51,3 +52,4 @@ bench-full: bench-deps
 	$(call run_bench,sharded-search,bench_sharded_search.py,)
 	$(call run_bench,ray-indexing,bench_ray_indexing.py,)
 	$(call run_bench,duplicates,bench_duplicates.py,)
+	$(call run_bench,ocr,bench_ocr.py,)

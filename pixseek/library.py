@@ -25,7 +25,7 @@ from pixseek.config import DEFAULT_MODEL, Settings
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.indexer.walker import refuse_excluded
 from pixseek.lazy import lazy_attributes
-from pixseek.service import duplicates, folders, index_files, reranking, searching, summary
+from pixseek.service import duplicates, folders, hybrid_search, index_files, reranking, searching, summary
 from pixseek.service.duplicates import DuplicateGroup, DuplicateReport
 from pixseek.service.folders import Removal
 from pixseek.service.images import IndexedImage, indexed_image
@@ -35,7 +35,7 @@ from pixseek.service.summary import CollectionSummary, LiveCollection
 from pixseek.store.database import DatabaseError
 from pixseek.store.records import CollectionInfo, IndexDescription, SavedIndexSummary, SearchFilters
 from pixseek.store.repository import CollectionMismatchError, Store
-from pixseek.vocabulary import Cutoff, SortOrder
+from pixseek.vocabulary import Cutoff, SearchMode, SortOrder
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -340,6 +340,7 @@ class Library:
         model: str | None = None,
         sort: SortOrder = SortOrder.RELEVANCE,
         cutoff: Cutoff | None = None,
+        mode: SearchMode | None = None,
     ) -> SearchOutcome:
         """One search by a query of weighted terms: at most one main term (a text, an image file or
         decoded upload, cut to ``crop`` if given, or an indexed image) plus ``terms``. A query with
@@ -347,7 +348,9 @@ class Library:
         score that text; a match probability cut (``min_score``) needs them. ``cutoff`` ``auto``
         keeps the results (with re-rankers: the candidates) that stand out from the query's score
         distribution; without re-rankers it is the default when sorted by anything but relevance.
-        ``depth``: for a page further down, how far the results go (:mod:`pixseek.service.searching`)."""
+        ``depth``: for a page further down, how far the results go (:mod:`pixseek.service.searching`).
+        ``mode``: what the texts match (:class:`SearchMode`; default hybrid once the collection has
+        keyword text, :mod:`pixseek.service.hybrid_search`)."""
         built = searching.build_query(query, image, like, crop, terms)
         text = built.positive_text
         kinds = self.rerank_kinds(rerank) if text is not None else ()
@@ -357,21 +360,23 @@ class Library:
                 "ask for a re-ranker (--rerank, rerank) with a query that has a text"
             )
         searcher = self.searcher(model)  # before any re-ranker loads: no collection is said at once
+        mode = mode or hybrid_search.default_mode(searcher, built)
+        chosen = cutoff or (Cutoff.NONE if sort == SortOrder.RELEVANCE or kinds else Cutoff.AUTO)
+        z = self.settings.cutoff_z
         if not kinds:
-            chosen = cutoff or (Cutoff.NONE if sort == SortOrder.RELEVANCE else Cutoff.AUTO)
-            return searching.first_stage(
-                searcher,
-                built,
-                k=k,
-                depth=depth,
-                filters=filters,
-                sort=sort,
-                cutoff=chosen,
-                cutoff_z=self.settings.cutoff_z,
+            return hybrid_search.first_stage(
+                searcher, built, mode, k=k, depth=depth, filters=filters, sort=sort, cutoff=chosen, cutoff_z=z
             )
         scorers = self._serving.scorers(kinds) if self._serving else [self.scorer(kind) for kind in kinds]
         lock = self._serving.rerank_lock if self._serving else contextlib.nullcontext()
         rerank_k = rerank_k or self.rerank_k
+        candidates = None  # a semantic search: re-ranking runs its own first stage
+        if mode != SearchMode.SEMANTIC:
+            pool = max(k, rerank_k)
+            candidates = hybrid_search.first_stage(
+                searcher, built, mode, k=pool, depth=None, filters=filters, sort=SortOrder.RELEVANCE,
+                cutoff=chosen, cutoff_z=z,
+            ).hits  # fmt: skip
         result = searching.reranked(
             searcher,
             built,
@@ -383,10 +388,11 @@ class Library:
             min_score=min_score,
             filters=filters,
             sort=sort,
-            cutoff=cutoff or Cutoff.NONE,
-            cutoff_z=self.settings.cutoff_z,
+            cutoff=chosen,
+            cutoff_z=z,
+            candidates=candidates,
         )
-        return SearchOutcome(result.hits, kinds, result, rerank_k, query=built, rerank_text=text)
+        return SearchOutcome(result.hits, kinds, result, rerank_k, query=built, rerank_text=text, mode=mode)
 
     def query_term(self, spec: str, *, negative: bool = False, model: str | None = None) -> QueryTerm:
         """A term as the CLI writes it, ``[WEIGHT:]TERM``; ``negative`` subtracts it

@@ -39,6 +39,16 @@ class TermKind(StrEnum):
     INDEXED = "indexed"  # an indexed image, by id or path: its stored vector
 
 
+class SearchMode(StrEnum):
+    """What a text query is matched against: image pixels through the embedding (``semantic``),
+    the keyword index over OCR text, file names and descriptions (``text``), or both fused
+    (``hybrid``, the default once a collection has keyword text)."""
+
+    HYBRID = "hybrid"
+    SEMANTIC = "semantic"
+    TEXT = "text"
+
+
 class SortOrder(StrEnum):
     """How the results that pass the cutoff are ordered: best first, by the date taken (oldest
     first, or newest first with ``-taken``), or by path."""
@@ -64,6 +74,15 @@ class RerankChoice(StrEnum):
     BRIDGETOWER = "bridgetower"
     BLIP2 = "blip2"
     BOTH = "both"
+
+
+class OcrEngine(StrEnum):
+    """Which engine reads the words in images (pixseek.ocr): ``auto`` picks the one that measured
+    best on the generated text corpus (docs/search.md, "OCR engines")."""
+
+    AUTO = "auto"
+    RAPIDOCR = "rapidocr"
+    TESSERACT = "tesseract"
 
 
 # What a blank text query consists of: the API's schema (as a regex class), its check and the

@@ -17,6 +17,9 @@ elif [ -n "${CI:-}" ]; then
     selection=()
 fi
 EXTRAS=dev bash scripts/install.sh
+# Tesseract's language data and the corpus fonts for the OCR tests (Debian packages; a no-op when
+# present). Without them the OCR tests skip, or fail in CI.
+bash scripts/install-ocr-data.sh || echo "test.sh: OCR data missing; the OCR tests will fail" >&2
 # The browser test drives Debian's Chromium through Playwright (never `playwright install`, which
 # downloads a browser). Installed here when missing and we may; otherwise that test skips (fails in CI).
 if [ ${#selection[@]} -eq 0 ] && [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null \

@@ -330,3 +330,25 @@ def test_a_composed_query_is_re_ranked_by_its_positive_texts_and_says_so(
     assert any(again[i] != pytest.approx(plain[i], abs=1e-5) for i in again)  # the text did matter
     only_images = cli("search", "--like", dated / "twin_a.jpg", "--minus", "blue", *rerank, "-k", "2")
     assert "this one has none, so it is not re-ranked" in only_images
+
+
+def test_browsing_orders_in_sql_and_many_folders_give_the_same_order(
+    cli_env: Path, dated: Path, clip_dir: Path
+) -> None:
+    """Without a cutoff a sorted search is one sorted SQL query; filters naming more folders than
+    one query takes fall back to ordering every match in Python, with the same result."""
+    from pixseek.library import SearchFilters
+    from pixseek.vocabulary import Cutoff, SortOrder
+
+    cli("index", dated)
+    with Library(Settings(model=str(clip_dir), precision="fp32")) as library:
+        few = SearchFilters(folders=(str(dated),))
+        many = SearchFilters(folders=(str(dated), *(f"/nowhere/{i}" for i in range(150))))
+        for sort in (SortOrder.TAKEN, SortOrder.NEWEST, SortOrder.PATH):
+            runs = [
+                library.search("a red circle", k=50, filters=filters, sort=sort, cutoff=Cutoff.NONE)
+                for filters in (few, many)
+            ]
+            assert [h.id for h in runs[0].hits] == [h.id for h in runs[1].hits]
+            assert runs[0].total == runs[1].total == 16 == len(runs[0].hits)
+            assert [h.score for h in runs[0].hits] == pytest.approx([h.score for h in runs[1].hits], abs=1e-5)

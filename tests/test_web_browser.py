@@ -360,6 +360,20 @@ def test_composed_region_and_sorted_searches_in_a_browser(browser, server: str, 
         search_box.press("Enter")
         wait_for_results(page, "“a cat”")
 
+        # Match on words: a text search of the keyword index (file names here); each card says
+        # which words matched, and the request carries the mode.
+        body = first_page(page, lambda: page.get_by_label("Match on").select_option("text")).post_data_json
+        assert body["mode"] == "text"
+        search_box.fill("twin")
+        search_box.press("Enter")
+        wait_for_results(page, "“twin”")
+        assert sorted(card_names(page)) == [f"photos/dated/twin_{c}.jpg" for c in "abcd"]
+        assert page.locator("#grid .card .matched").first.inner_text() == "matched “twin” (filename)"
+        page.get_by_label("Match on").select_option("")
+        search_box.fill("a cat")
+        search_box.press("Enter")
+        wait_for_results(page, "“a cat”")
+
         # A "not" text: Enter in its box adds it as a chip showing a minus and its weight, and searches.
         not_box = page.get_by_label("Not: push results away")
         not_box.fill("red")

@@ -75,8 +75,9 @@ def _describe_upload(schema: dict[str, Any], request_body: dict[str, Any]) -> No
         "anyOf": [{key: value for key, value in terms.items() if key != "default"}, {"type": "null"}],
         "description": "More terms as in POST /search (the upload is the first term), as a JSON part",
     }
-    # A form part is text: "null" is no cutoff's name. Leave the part out for the default.
-    properties["cutoff"]["anyOf"] = [b for b in properties["cutoff"]["anyOf"] if b.get("type") != "null"]
+    # A form part is text: "null" names no cutoff or mode. Leave the part out for the default.
+    for part in ("cutoff", "mode"):
+        properties[part]["anyOf"] = [b for b in properties[part]["anyOf"] if b.get("type") != "null"]
     properties["crop"] = {
         "anyOf": [{"$ref": "#/components/schemas/CropBox"}, {"type": "null"}],
         "description": "Search by this region of the upload, as a JSON part",

@@ -24,6 +24,7 @@ from pixseek.api.schemas import (
     DuplicatesResponse,
     ImageInfo,
     JobInfo,
+    MatchedWord,
     SearchResponse,
     SearchResult,
     VectorIndexStatus,
@@ -86,6 +87,17 @@ def page(outcome: SearchOutcome, offset: int, k: int, started: float, roots: Lib
                 SearchResult(
                     image=info,
                     score=hit.score,
+                    keyword_score=hit.keyword_score,
+                    matches=[
+                        MatchedWord(
+                            source=m.source,
+                            text=m.text,
+                            box=None if m.box is None else list(m.box),
+                            confidence=m.confidence,
+                        )
+                        for m in hit.matches
+                    ],
+                    fused_score=hit.fused_score,
                     rerank_scores=hit.rerank_scores or {},
                     final_score=hit.final_score,
                     rerank_error=hit.rerank_error,
@@ -102,6 +114,7 @@ def page(outcome: SearchOutcome, offset: int, k: int, started: float, roots: Lib
         query=None if query is None else query.describe(),
         total=outcome.total,
         cutoff=outcome.cutoff,
+        mode=outcome.mode,
         reranked_text=outcome.rerank_text,
     )
 

@@ -20,7 +20,7 @@ from pydantic import (
 
 from pixseek.api.jobs import JobState
 from pixseek.search.query import MAX_TERMS, MAX_WEIGHT
-from pixseek.vocabulary import QUERY_BLANKS, Cutoff, RerankChoice, SortOrder
+from pixseek.vocabulary import QUERY_BLANKS, Cutoff, RerankChoice, SearchMode, SortOrder
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -172,7 +172,8 @@ class ImageTerm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image_id: Annotated[int, Field(ge=1, le=2**63 - 1), BeforeValidator(_json_number)]
+    # At most 2**53: a JSON number beyond it is not an exact integer (1e19 reads as a float).
+    image_id: Annotated[int, Field(ge=1, le=2**53), BeforeValidator(_json_number)]
     weight: Weight = WeightField
     crop: CropBox | None = Field(default=None, description="Search by this region of the image")
 
@@ -201,6 +202,14 @@ CutoffField = Field(
     description="auto: only results that stand out from the query's own score distribution; none: the "
     "top results; default auto when sorted by anything but relevance. A re-ranked search cuts with "
     "min_score instead",
+)
+
+
+ModeField = Field(
+    default=None,
+    description="hybrid: the embedding and the keyword index (OCR text, file names, EXIF/XMP titles, "
+    "descriptions, keywords) fused by reciprocal rank; semantic: the embedding only; text: the words only, "
+    '"quoted phrases" exact. Default: hybrid once the collection has keyword text, else semantic',
 )
 
 
@@ -234,6 +243,7 @@ class SearchRequest(BaseModel):
     filters: Filters = Filters()
     sort: SortOrder = SortField
     cutoff: Cutoff | None = CutoffField
+    mode: SearchMode | None = ModeField
     rerank: (
         Literal[RerankChoice.NONE, RerankChoice.BRIDGETOWER, RerankChoice.BLIP2, RerankChoice.BOTH] | None
     ) = Field(
@@ -290,9 +300,26 @@ class ImageInfo(BaseModel):
     similar_url: str
 
 
+class MatchedWord(BaseModel):
+    """Why a result matched a keyword query: a word of its OCR text (with its box in pixels of the
+    upright image, so a client can highlight it) or a query word found in its name or metadata."""
+
+    source: str = Field(description="ocr, filename, path, description, title or keywords")
+    text: str
+    box: list[float] | None = Field(description="[left, top, right, bottom] in pixels (OCR words only)")
+    confidence: float | None
+
+
 class SearchResult(BaseModel):
     image: ImageInfo
-    score: float = Field(description="First-stage cosine similarity")
+    score: float = Field(description="First-stage cosine similarity (in text mode: the keyword score)")
+    keyword_score: float | None = Field(
+        default=None, description="Keyword index score in (0, 1), for a hybrid or text search"
+    )
+    matches: list[MatchedWord] = Field(default=[], description="What of the image's texts matched")
+    fused_score: float | None = Field(
+        default=None, description="Reciprocal-rank fusion score that ordered a hybrid search"
+    )
     rerank_scores: dict[str, float] = Field(default={}, description="ITM match probability per re-ranker")
     final_score: float | None = Field(
         default=None,
@@ -314,6 +341,7 @@ class SearchResponse(BaseModel):
         default=None, description="How many results passed the cutoff, when the search counted them all"
     )
     cutoff: float | None = Field(default=None, description="The adaptive cutoff's cosine, when one applied")
+    mode: SearchMode = Field(default=SearchMode.SEMANTIC, description="What the query was matched against")
     reranked_text: str | None = Field(
         default=None,
         description="What the re-rankers scored: the query's positive texts (null: not re-ranked)",

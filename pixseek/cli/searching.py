@@ -31,7 +31,7 @@ from pixseek.cli.options import (
     SearchModelOption,
     reranker_model_options,
 )
-from pixseek.vocabulary import Cutoff, SortOrder
+from pixseek.vocabulary import Cutoff, SearchMode, SortOrder
 
 if TYPE_CHECKING:
     from pixseek.library import SearchFilters, SearchOutcome
@@ -168,6 +168,16 @@ def search(
             "[default: auto with --sort, else none]",
         ),
     ] = None,
+    mode: Annotated[
+        SearchMode | None,
+        typer.Option(
+            metavar="MODE",
+            help="hybrid: the embedding and the keyword index (OCR text, file names, EXIF/XMP "
+            "titles, descriptions, keywords) fused; semantic: the embedding only; text: the words "
+            'only, "quoted phrases" exact [default: hybrid once the collection has keyword text, '
+            "else semantic]",
+        ),
+    ] = None,
     model: SearchModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
@@ -231,6 +241,7 @@ def search(
                 model=model,
                 sort=sort,
                 cutoff=cutoff,
+                mode=mode,
             )
     _report_query(outcome, rerank)
     _report_rerank(outcome, min_score)
@@ -247,6 +258,10 @@ def _report_query(outcome: SearchOutcome, rerank: str | None) -> None:
     query = outcome.query
     if query is not None and query.simple is None:
         err.print(f"query: {query.describe()}")
+    if outcome.mode == SearchMode.HYBRID:
+        err.print("mode: hybrid, the embedding and the keyword index (--mode semantic: the embedding alone)")
+    elif outcome.mode == SearchMode.TEXT and query is not None and query.positive_text is None:
+        err.print("note: --mode text matches words, and this query has no text")
     if outcome.rerank_text is not None and (query is None or query.simple is None):
         err.print(f"re-ranked by the query's positive text: {outcome.rerank_text!r}")
     elif not outcome.rerankers and rerank not in (None, "none"):
@@ -266,11 +281,18 @@ def _report_query(outcome: SearchOutcome, rerank: str | None) -> None:
 
 def _table(outcome: SearchOutcome) -> Table:
     kinds = outcome.rerankers
+    words = outcome.mode != SearchMode.SEMANTIC
     score_columns = ["match", *kinds, "cosine"] if kinds else ["cosine"]
+    if outcome.mode == SearchMode.TEXT and not kinds:
+        score_columns = ["keyword"]  # no model ran: the score is the keyword index's
+    elif words:
+        score_columns += ["keyword"]
     table = Table("#", *score_columns, "id", box=None)
     table.add_column("path", overflow="fold")  # the path is the answer: fold it, never cut it
     table.add_column("pixels")  # width x height; --json's "size" is the file's bytes
     table.add_column("taken")
+    if words:
+        table.add_column("matched", overflow="fold")
     for rank, hit in enumerate(outcome.hits, 1):
         pixels = f"{hit.width}x{hit.height}" if hit.width else ""
         taken = hit.taken_at.strftime("%Y-%m-%d") if hit.taken_at else ""
@@ -278,7 +300,12 @@ def _table(outcome: SearchOutcome) -> Table:
         if kinds:
             itm = [hit.final_score, *((hit.rerank_scores or {}).get(kind) for kind in kinds)]
             scores = [("-" if value is None else f"{value:.4f}") for value in itm] + scores
-        table.add_row(str(rank), *scores, str(hit.id), hit.path, pixels, taken)
+        if words and score_columns[-1] == "keyword" and len(score_columns) > 1:
+            scores.append("-" if hit.keyword_score is None else f"{hit.keyword_score:.4f}")
+        row = [str(rank), *scores, str(hit.id), hit.path, pixels, taken]
+        if words:
+            row.append(", ".join(dict.fromkeys(f"{m.text} ({m.source})" for m in hit.matches)))
+        table.add_row(*row)
     return table
 
 

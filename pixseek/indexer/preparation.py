@@ -17,10 +17,11 @@ from pixseek.embedding import Encoder
 from pixseek.indexer.walker import FileEntry
 from pixseek.media.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from pixseek.media.errors import DecodeError
+from pixseek.media.exif import DescriptiveText
 from pixseek.media.files import FileOpener
 from pixseek.media.hashing import content_hash
 from pixseek.media.perceptual import perceptual_hash
-from pixseek.store.records import FileFacts
+from pixseek.store.records import TEXT_DESCRIPTION, TEXT_KEYWORDS, TEXT_TITLE, FileFacts, KeywordText
 from pixseek.store.repository import Store
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,17 @@ def _facts(entry: FileEntry, digest: str | None, decoded: DecodedImage | None = 
         return facts
     # The perceptual hash of the pixels already decoded (draft-scaled): 0.4 ms a photo, where
     # reading and decoding it again for `pixseek duplicates` would cost a decode.
-    return replace(facts.with_metadata_of(decoded.metadata), perceptual_hash=perceptual_hash(decoded.image))
+    return replace(
+        facts.with_metadata_of(decoded.metadata),
+        perceptual_hash=perceptual_hash(decoded.image),
+        texts=metadata_texts(decoded.metadata.text),
+    )
+
+
+def metadata_texts(text: DescriptiveText) -> tuple[KeywordText, ...]:
+    """The EXIF/XMP caption, title and keywords as texts for the keyword index."""
+    fields = ((TEXT_DESCRIPTION, text.description), (TEXT_TITLE, text.title), (TEXT_KEYWORDS, text.keywords))
+    return tuple(KeywordText(source, value) for source, value in fields if value)
 
 
 def prepare_file(

@@ -95,7 +95,10 @@ class RunWriter:
             self.batch.failed.append((facts, reason))
             self.report.failed.append((facts.path, reason))
             return
-        self.batch.indexed.append((facts.with_metadata_of(source), vectors[0]))
+        # A copy is the same picture: it takes the original's OCR and EXIF/XMP text (no OCR run);
+        # the store gives it the path words of its own path.
+        texts = tuple(store.keyword_texts([source_id], with_paths=False).get(source_id, ()))
+        self.batch.indexed.append((replace(facts.with_metadata_of(source), texts=texts), vectors[0]))
         self.report.copied += 1
 
     def _advance(self) -> None:

@@ -43,6 +43,8 @@ class ImageMetadata:
     orientation: int | None
     gps_lat: float | None
     gps_lon: float | None
+    # EXIF/XMP caption, title and keywords: the keyword index searches them (pixseek.media.exif)
+    text: exif.DescriptiveText = exif.NO_TEXT
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ def _decode(data: bytes, fmt: str, min_side: int | None, max_pixels: int) -> Dec
         orientation=orientation or applied_by_pillow,
         gps_lat=lat,
         gps_lon=lon,
+        text=exif.descriptive_text(img, tags),
     )
     return DecodedImage(image=rgb, metadata=metadata)
 

@@ -27,9 +27,9 @@ from pixseek.search.cutoff import Background, Threshold
 from pixseek.search.query import Crop, Query, combine
 from pixseek.search.vector_search import VectorSearch
 from pixseek.store.models import STATUS_INDEXED, ImageRecord
-from pixseek.store.records import CollectionInfo, SearchFilters
+from pixseek.store.records import CollectionInfo, KeywordMatch, SearchFilters
 from pixseek.store.repository import Store
-from pixseek.vocabulary import QUERY_BLANKS, TermKind
+from pixseek.vocabulary import QUERY_BLANKS, SortOrder, TermKind
 
 MAX_K = 10_000
 # Most matches a cutoff search lists (sorted by date, every one of them is fetched and ordered).
@@ -62,6 +62,12 @@ class SearchHit:
     rerank_scores: dict[str, float] | None = None
     final_score: float | None = None
     rerank_error: str | None = None
+    # Set by hybrid and text searches (pixseek.service.hybrid_search), else None/empty: the keyword
+    # index's score, what of the image's texts matched (OCR words with their boxes), and the
+    # fused score that ordered a hybrid search.
+    keyword_score: float | None = None
+    matches: tuple[KeywordMatch, ...] = ()
+    fused_score: float | None = None
 
     @classmethod
     def from_record(cls, record: ImageRecord, score: float) -> SearchHit:
@@ -201,7 +207,9 @@ class Searcher:
         allowed = self.store.filtered_ids(self.collection.id, filters) if filters else None
         available = len(self.vectors) if allowed is None else len(allowed)
         named = len(query.excluded)
-        k, floor = min(256, available + named), -math.inf
+        # A short list (a relevance page) asks for just that many first; a listing of every match
+        # starts at 256 and grows.
+        k, floor = min(limit + named if limit < 256 else 256, available + named), -math.inf
         while True:
             scores, ids = self.vectors.search(query.vector[None, :], max(k, 1), allowed)
             pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
@@ -213,6 +221,20 @@ class Searcher:
                 break
             k = min(k * 4, limit + named, available + named)
         return [(i, s) for i, s in kept if s >= floor][:limit], None if threshold is None else floor
+
+    def browse(
+        self, query: QueryVector, order: SortOrder, filters: SearchFilters | None, limit: int
+    ) -> tuple[list[SearchHit], int] | None:
+        """Every image (passing ``filters``) in ``order``, without a cutoff: the first ``limit``
+        with their cosine to the query, and how many there are. One sorted SQL query instead of a
+        vector search over the whole collection; None where SQL cannot order them in one query."""
+        page = self.store.ordered_ids(self.collection.id, filters, order, limit, query.excluded)
+        if page is None:
+            return None
+        ids, total = page
+        found, vectors = self.store.embeddings(ids, self.collection.dim)
+        scores = dict(zip(found.tolist(), (vectors @ query.vector).tolist(), strict=True))
+        return self.hits((i, scores[i]) for i in ids if i in scores), total
 
     def hits(self, pairs: Iterable[tuple[int, float]]) -> list[SearchHit]:
         """The (id, score) pairs as hits, in their order; a row deleted meanwhile drops out."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.search.query import Crop, Query, QueryTerm, split_weight
-from pixseek.vocabulary import Cutoff, SortOrder, TermKind
+from pixseek.vocabulary import Cutoff, SearchMode, SortOrder, TermKind
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -52,6 +52,7 @@ class SearchOutcome:
     rerank_text: str | None = None
     cutoff: float | None = None  # the adaptive cutoff's cosine, when one applied
     total: int | None = None  # how many results passed the cutoff, when all of them were listed
+    mode: SearchMode = SearchMode.SEMANTIC  # what the query was matched against
 
 
 def build_query(
@@ -134,6 +135,10 @@ def first_stage(
     if cutoff == Cutoff.NONE and sort == SortOrder.RELEVANCE:
         return SearchOutcome(_plain(searcher, query, wanted, filters), (), query=query)
     embedded = searcher.embed(query)
+    if cutoff == Cutoff.NONE:  # sorted, every image matches: browsing, ordered by SQL
+        browsed = searcher.browse(embedded, sort, filters, wanted)
+        if browsed is not None:
+            return SearchOutcome(browsed[0], (), query=query, total=browsed[1])
     # A collection of a few images has no background to stand out from: nothing is cut.
     threshold = searcher.threshold(embedded.vector, cutoff_z) if cutoff == Cutoff.AUTO else None
     limit = wanted if sort == SortOrder.RELEVANCE else MAX_MATCHES
@@ -177,18 +182,21 @@ def reranked(
     sort: SortOrder,
     cutoff: Cutoff,
     cutoff_z: float,
+    candidates: Sequence[SearchHit] | None = None,
 ) -> RerankedSearch:
     """A search whose first ``max(k, rerank_k)`` candidates ``scorers`` re-rank against the query's
     positive texts, under ``lock`` (a server re-ranks one query at a time: each already uses every
     core). With the adaptive cutoff, only candidates above it are re-ranked (fewer, so faster).
-    Sorted by anything but relevance, the candidates that pass ``min_score`` are ordered."""
+    Sorted by anything but relevance, the candidates that pass ``min_score`` are ordered.
+    ``candidates``: another first stage's (a hybrid search's), best first."""
     from pixseek.search.rerank import rerank_search
 
     text = query.positive_text
     assert text is not None  # the caller re-ranks only a query with a positive text
     shown = min(depth or k, max(k, rerank_k))
-    candidates = None  # a plain text query: the re-ranking's own first stage (by_text)
-    if cutoff == Cutoff.AUTO:
+    if candidates is not None:
+        candidates = list(candidates)[: max(k, rerank_k)]
+    elif cutoff == Cutoff.AUTO:
         cut = first_stage(
             searcher, query, k=max(k, rerank_k), depth=None, filters=filters,
             sort=SortOrder.RELEVANCE, cutoff=cutoff, cutoff_z=cutoff_z,

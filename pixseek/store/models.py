@@ -98,3 +98,31 @@ class CollectionFolder(Base):
     kind: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ImageText(Base):
+    """A searchable text of an image: its OCR text (with each word's box as JSON), its file name and
+    folder words, or an EXIF/XMP description, title or keywords. ``terms`` is the text as the
+    keyword index sees it (pixseek.store.keyword_terms); revision 0004 indexes it with SQLite FTS5
+    (the virtual table ``image_texts_fts``, kept in step by triggers) or a generated PostgreSQL
+    ``tsvector`` column with a GIN index. Rows go with their image (ON DELETE CASCADE). Only
+    indexed images have rows, and each row names its collection, so that a search without filters
+    never joins the images table (a hash join over every image of the collection, measured)."""
+
+    __tablename__ = "image_texts"
+    __table_args__ = (
+        Index("ix_image_texts_image_source", "image_id", "source"),
+        # has_keyword_text runs before every search whose mode is not given: one index probe
+        Index("ix_image_texts_collection_source", "collection_id", "source"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("images.id", ondelete="CASCADE")
+    )
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    terms: Mapped[str] = mapped_column(Text)
+    boxes: Mapped[str | None] = mapped_column(Text)  # JSON [{"text", "box", "confidence"}], OCR only
+    confidence: Mapped[float | None] = mapped_column(Float)

@@ -16,7 +16,7 @@ from pixseek.store.models import STATUS_INDEXED, ImageRecord
 from pixseek.store.records import SearchFilters
 
 ID_CHUNK = 900  # below SQLite's default bound-parameter limit
-_FOLDER_CHUNK = 100  # folder prefixes per query: 2 OR terms and 4 parameters each (see folder_chunks)
+FOLDER_CHUNK = 100  # folder prefixes per query: 2 OR terms and 4 parameters each (see folder_chunks)
 
 
 def path_under(path_column, folder: str) -> ColumnElement[bool]:
@@ -34,8 +34,8 @@ def folder_chunks(folders: Iterable[str]) -> Iterator[list[str]]:
     """Folders in groups small enough for one query: SQLite nests ``a OR b OR ...`` one level per
     term and refuses expressions deeper than 1000 (499 folders did it)."""
     unique = list(dict.fromkeys(folders))
-    for start in range(0, len(unique), _FOLDER_CHUNK):
-        yield unique[start : start + _FOLDER_CHUNK]
+    for start in range(0, len(unique), FOLDER_CHUNK):
+        yield unique[start : start + FOLDER_CHUNK]
 
 
 def id_chunks(values: Sequence[int]) -> Iterator[list[int]]:

@@ -6,6 +6,7 @@ build a batch or a filter) without importing the SQL behind them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -32,6 +33,63 @@ class KnownFile:
     status: str
 
 
+# Where a keyword text of an image comes from (image_texts.source).
+TEXT_OCR = "ocr"
+TEXT_FILENAME = "filename"
+TEXT_PATH = "path"
+TEXT_DESCRIPTION = "description"
+TEXT_TITLE = "title"
+TEXT_KEYWORDS = "keywords"
+TEXT_SOURCES = (TEXT_OCR, TEXT_FILENAME, TEXT_PATH, TEXT_DESCRIPTION, TEXT_TITLE, TEXT_KEYWORDS)
+# Derived from the path: rewritten by the store on every insert and move, never carried by a copy.
+PATH_SOURCES = (TEXT_FILENAME, TEXT_PATH)
+
+
+@dataclass(frozen=True)
+class TextWord:
+    """One word an OCR engine read: its text, its box (left, top, right, bottom) in pixels of the
+    upright decoded image, and the engine's confidence in 0..1."""
+
+    text: str
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class KeywordText:
+    """One searchable text of an image (its OCR text, EXIF description, title or keywords).
+    ``words`` are the OCR words with their boxes; metadata texts have none."""
+
+    source: str
+    text: str
+    words: tuple[TextWord, ...] = ()
+    confidence: float | None = None
+
+    @classmethod
+    def from_words(cls, words: Sequence[TextWord]) -> KeywordText:
+        """The OCR text of an image: its words in reading order, the mean confidence."""
+        mean = sum(word.confidence for word in words) / len(words) if words else None
+        return cls(TEXT_OCR, " ".join(word.text for word in words), tuple(words), mean)
+
+
+@dataclass(frozen=True)
+class KeywordMatch:
+    """Why an image matched a keyword query: a word of one of its texts (with its box and
+    confidence when OCR read it), or a query word found in its file name, path or metadata."""
+
+    source: str
+    text: str
+    box: tuple[float, float, float, float] | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    image_id: int
+    score: float  # in (0, 1), higher is better; comparable within one backend's results only
+    matches: tuple[KeywordMatch, ...] = ()
+
+
 @dataclass(frozen=True)
 class FileFacts:
     """What the indexer learned about one file on disk, whatever the outcome."""
@@ -49,6 +107,9 @@ class FileFacts:
     gps_lat: float | None = None
     gps_lon: float | None = None
     perceptual_hash: int | None = None  # pHash of the decoded, upright pixels (pixseek.media.perceptual)
+    # Its searchable texts besides the path words, which the store derives itself: EXIF/XMP
+    # description, title and keywords, and OCR text when an OCR step ran before the batch.
+    texts: tuple[KeywordText, ...] = ()
 
     def with_metadata_of(self, source: object) -> FileFacts:
         """These facts with the image metadata of ``source``: a decoded image's metadata, or the

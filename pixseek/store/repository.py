@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, or_, select, update
@@ -16,17 +17,35 @@ from sqlalchemy.orm import defer
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.store.database import DatabaseUnavailable, open_database
 from pixseek.store.duplicate_queries import DuplicateQueries
-from pixseek.store.models import STATUS_FAILED, STATUS_INDEXED, Collection, CollectionFolder, ImageRecord
-from pixseek.store.query_parts import ID_CHUNK, filter_conditions, folder_chunks, id_chunks, path_under
+from pixseek.store.keyword_queries import KeywordQueries, path_rows, text_rows, write_texts
+from pixseek.store.models import (
+    STATUS_FAILED,
+    STATUS_INDEXED,
+    Collection,
+    CollectionFolder,
+    ImageRecord,
+    ImageText,
+)
+from pixseek.store.query_parts import (
+    FOLDER_CHUNK,
+    ID_CHUNK,
+    filter_conditions,
+    folder_chunks,
+    id_chunks,
+    path_under,
+)
 from pixseek.store.records import (
+    PATH_SOURCES,
     AppliedChanges,
     ChangeBatch,
     CollectionInfo,
     CollectionStats,
+    FileFacts,
     KnownFile,
     SearchFilters,
 )
 from pixseek.store.sessions import Sessions
+from pixseek.vocabulary import SortOrder
 
 
 class CollectionMismatchError(PixseekError):
@@ -41,13 +60,20 @@ def _vector_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
+def _columns(facts: FileFacts) -> dict[str, object]:
+    """The image row's columns among ``facts`` (its texts go to image_texts)."""
+    values = vars(facts).copy()
+    del values["texts"]
+    return values
+
+
 def _info(row: Collection) -> CollectionInfo:
     return CollectionInfo(
         row.id, row.name, row.model_id, row.model_fingerprint, row.dim, row.precision, row.generation
     )
 
 
-class Store(DuplicateQueries):
+class Store(DuplicateQueries, KeywordQueries):
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = Sessions(engine)
@@ -268,7 +294,10 @@ class Store(DuplicateQueries):
         return np.asarray(ids, dtype=np.int64)
 
     def apply(self, collection_id: int, batch: ChangeBatch) -> AppliedChanges:
-        """Apply one batch in a single transaction and report the vector changes FAISS must mirror."""
+        """Apply one batch in a single transaction and report the vector changes FAISS must mirror.
+
+        The keyword index moves with it: new rows get their path words and texts, moved rows new
+        path words (their OCR and EXIF text stays), deleted rows lose theirs by ON DELETE CASCADE."""
         now = _now()
         removed: list[int] = []
         with self._session.begin() as session:
@@ -287,13 +316,25 @@ class Store(DuplicateQueries):
                     .where(ImageRecord.id == image_id)
                     .values(path=facts.path, size=facts.size, mtime_ns=facts.mtime_ns, indexed_at=now)
                 )
+            for chunk in id_chunks([image_id for image_id, _ in batch.moved]):
+                session.execute(
+                    delete(ImageText).where(ImageText.image_id.in_(chunk), ImageText.source.in_(PATH_SOURCES))
+                )
+            write_texts(
+                session,
+                [
+                    row
+                    for image_id, facts in batch.moved
+                    for row in path_rows(image_id, collection_id, facts.path)
+                ],
+            )
             added = [
                 ImageRecord(
                     collection_id=collection_id,
                     status=STATUS_INDEXED,
                     indexed_at=now,
                     embedding=_vector_bytes(vector),
-                    **vars(facts),
+                    **_columns(facts),
                 )
                 for facts, vector in batch.indexed
             ]
@@ -303,12 +344,23 @@ class Store(DuplicateQueries):
                     status=STATUS_FAILED,
                     error=reason,
                     indexed_at=now,
-                    **vars(facts),
+                    **_columns(facts),
                 )
                 for facts, reason in batch.failed
             ]
             session.add_all(added + failed)
             session.flush()
+            write_texts(
+                session,
+                [
+                    row
+                    for record, (facts, _) in zip(added, batch.indexed, strict=True)
+                    for row in path_rows(record.id, collection_id, facts.path)
+                    + text_rows(
+                        record.id, collection_id, [t for t in facts.texts if t.source not in PATH_SOURCES]
+                    )
+                ],
+            )
             collection = session.get(Collection, collection_id)
             if collection is None:  # dropped by another process while this batch was prepared
                 raise NotFoundError(f"collection {collection_id} was dropped during indexing")
@@ -354,6 +406,37 @@ class Store(DuplicateQueries):
                 )
                 found.update((image_id, (taken, path)) for image_id, taken, path in session.execute(query))
         return found
+
+    def ordered_ids(
+        self,
+        collection_id: int,
+        filters: SearchFilters | None,
+        order: SortOrder,
+        limit: int,
+        excluded: Iterable[int] = (),
+    ) -> tuple[list[int], int] | None:
+        """The first ``limit`` indexed images passing ``filters`` in ``order`` (by the date taken,
+        undated last, or by path; ties by path), and how many pass in all; None when the filters
+        name more folders than one query takes (the caller then orders in Python). What browsing a
+        collection by date costs: one sorted query, no vector search."""
+        filters = filters or SearchFilters()
+        if len(set(filters.folders)) > FOLDER_CHUNK:
+            return None
+        conditions = filter_conditions(collection_id, filters)
+        if filters.folders:
+            conditions.append(or_(*(path_under(ImageRecord.path, folder) for folder in set(filters.folders))))
+        skip = list(excluded)
+        if skip:
+            conditions.append(ImageRecord.id.not_in(skip))
+        ordering: list[Any] = [ImageRecord.path]
+        if order != SortOrder.PATH:
+            taken = ImageRecord.taken_at.desc() if order == SortOrder.NEWEST else ImageRecord.taken_at.asc()
+            ordering = [ImageRecord.taken_at.is_(None), taken, ImageRecord.path]
+        page = select(ImageRecord.id).where(*conditions).order_by(*ordering).limit(limit)
+        with self._session() as session:
+            ids = session.scalars(page).all()
+            total = session.scalar(select(func.count()).select_from(ImageRecord).where(*conditions)) or 0
+        return list(ids), total
 
     def filtered_ids(self, collection_id: int, filters: SearchFilters) -> np.ndarray:
         """Ids of the indexed images that pass ``filters``; many folders take one query per chunk."""

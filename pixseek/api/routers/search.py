@@ -36,10 +36,10 @@ from pixseek.library import SearchFilters
 from pixseek.media.decode import decode_image
 from pixseek.media.errors import DecodeError
 from pixseek.search.query import Crop, QueryTerm
-from pixseek.vocabulary import Cutoff, SortOrder, TermKind
+from pixseek.vocabulary import Cutoff, SearchMode, SortOrder, TermKind
 
 router = APIRouter(tags=["search"])
-UPLOAD_FIELDS = frozenset({"file", "k", "offset", "filters", "terms", "crop", "sort", "cutoff"})
+UPLOAD_FIELDS = frozenset({"file", "k", "offset", "filters", "terms", "crop", "sort", "cutoff", "mode"})
 JSON_PARTS = ("filters", "terms", "crop")
 
 
@@ -81,6 +81,7 @@ def search(request: SearchRequest, state: State) -> Response:
         min_score=request.min_score,
         sort=request.sort,
         cutoff=request.cutoff,
+        mode=request.mode,
     )
     response = page(outcome, request.offset, request.k, started, state.roots)
     if outcome.rerank_k is not None and (len(outcome.hits) < depth or depth >= outcome.rerank_k):
@@ -112,6 +113,7 @@ def search_image(
     ] = None,
     sort: Annotated[SortOrder, Form(description="As in POST /search")] = SortOrder.RELEVANCE,
     cutoff: Annotated[Cutoff | None, Form(description="As in POST /search")] = None,
+    mode: Annotated[SearchMode | None, Form(description="As in POST /search (for the text terms)")] = None,
 ) -> Response:
     """Search by an uploaded image, or a region of it, optionally with more terms (the upload is
     the first term, weight 1). Size and pixel count are capped; nothing is fetched by URL."""
@@ -134,6 +136,7 @@ def search_image(
         filters=search_filters(parts.filters, state),
         sort=sort,
         cutoff=cutoff,
+        mode=mode,
     )
     return json_response(page(outcome, offset, k, started, state.roots))
 

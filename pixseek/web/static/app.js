@@ -112,7 +112,8 @@ function readFilters() {
 /** Sort and cutoff as the request sends them (with a re-ranker, the cutoff thins the candidates
  * it scores). */
 function readOrder() {
-  return { sort: $("#sort").value, cutoff: $("#cutoff").value };
+  const mode = $("#mode").value;  // "" leaves it to the server: hybrid once there is keyword text
+  return { sort: $("#sort").value, cutoff: $("#cutoff").value, ...(mode ? { mode } : {}) };
 }
 
 const orderParams = (order) => (order.sort === "relevance" ? {} : { sort: order.sort });
@@ -173,6 +174,7 @@ function imageSearch(upload, text, chips, order) {
       if (terms.length) form.append("terms", JSON.stringify(terms));
       form.append("sort", order.sort);
       if (order.cutoff) form.append("cutoff", order.cutoff);
+      if (order.mode) form.append("mode", order.mode);
       return api("search/image", { method: "POST", body: form, signal });
     },
   };
@@ -435,7 +437,18 @@ function matchLabel(result) {
   return result.final_score == null ? null : `${Math.round(result.final_score * 100)}% match`;
 }
 
+/** The words a hybrid or text search matched in the image's texts: "“lidl” (file name)". */
+function matchedWords(result) {
+  const seen = new Set((result.matches || []).map((m) => `“${m.text}” (${m.source})`));
+  return seen.size ? `matched ${[...seen].join(", ")}` : null;
+}
+
 function scoreTitle(result) {
+  const words = matchedWords(result);
+  return words ? `${words}; ${rankedBy(result)}` : rankedBy(result);
+}
+
+function rankedBy(result) {
   const similarity = `similarity ${result.score.toFixed(3)} (cosine: it ranks this search's results)`;
   if (result.final_score == null) {
     return result.rerank_error ? `Not re-ranked (${result.rerank_error}); ${similarity}` : `Ranked by ${similarity}`;
@@ -455,7 +468,8 @@ function card(result) {
       })),
     h("div", { className: "caption", title: scoreTitle(result) },
       h("span", { className: "name" }, baseName(image.path)),
-      matchLabel(result) && h("span", { className: "score" }, matchLabel(result))),
+      matchLabel(result) && h("span", { className: "score" }, matchLabel(result)),
+      matchedWords(result) && h("span", { className: "matched" }, matchedWords(result))),
     h("button", {
       type: "button", className: "like", "aria-label": `More like ${baseName(image.path)}`,
       onclick: () => likeImage(image),
@@ -635,6 +649,9 @@ function bindInputs() {
   });
   $("#cutoff").addEventListener("change", () => {
     state.cutoff = $("#cutoff").value;
+    if (state.search) searchQuery();
+  });
+  $("#mode").addEventListener("change", () => {
     if (state.search) searchQuery();
   });
   $("#clear-filters").addEventListener("click", () => {
