@@ -223,6 +223,10 @@ def test_shapes_captions_name_every_attribute_in_each_language(tmp_path: Path) -
     assert shapes.caption(scene, "fr") == "une petite étoile verte en bas à gauche"
     with pytest.raises(ValueError):
         shapes.generate(tmp_path / "more", len(shapes.ALL_SCENES) + 1, distinct=True)
+    partial = shapes.generate(tmp_path / "partial", 2, seed=0, languages=("en",), partial=True)
+    texts = [json.loads(line)["caption"] for line in partial.read_text().splitlines()]
+    assert len(texts) == 2 * 7  # the full caption and six that leave attributes out
+    assert "a star" in shapes.partial_captions(scene) and "something green" in shapes.partial_captions(scene)
 
 
 def _cli(*args: str, code: int = 0):
