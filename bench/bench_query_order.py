@@ -34,7 +34,7 @@ from pixseek.config import Settings
 from pixseek.library import Library
 from pixseek.search.query import Query, QueryTerm
 from pixseek.search.searcher import Searcher
-from pixseek.service.searching import first_stage
+from pixseek.service.searching import Listing, first_stage
 from pixseek.vocabulary import Cutoff, SortOrder, TermKind
 
 IDENTITY = {
@@ -67,9 +67,7 @@ def indexed(image_id: int, weight: float = 1.0) -> QueryTerm:
 
 def measure(searcher: Searcher, anchors: list[int], queries: int) -> dict[str, dict[str, float]]:
     def search(query: Query, sort: SortOrder, cutoff: Cutoff, k: int) -> int:
-        outcome = first_stage(
-            searcher, query, k=k, depth=None, filters=None, sort=sort, cutoff=cutoff, cutoff_z=3.0
-        )
+        outcome = first_stage(searcher, query, Listing(k, sort=sort, cutoff=cutoff))
         return len(outcome.hits) if outcome.total is None else outcome.total
 
     paths: dict[str, Callable[[int], int]] = {

@@ -63,7 +63,7 @@ from pixseek.search.query import Query, QueryTerm
 from pixseek.search.searcher import Searcher
 from pixseek.service import searching
 from pixseek.testing.shapes import ALL_SCENES, COLOURS, POSITIONS, SHAPES, SIZES, Scene, caption, draw
-from pixseek.vocabulary import Cutoff, SortOrder, TermKind
+from pixseek.vocabulary import Cutoff, TermKind
 
 TOP = 10
 NEGATIVE_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
@@ -155,16 +155,7 @@ def image(path: Path, weight: float = 1.0) -> QueryTerm:
 
 def top_paths(searcher: Searcher, terms: Sequence[QueryTerm], k: int = TOP) -> list[str]:
     """The first-stage top ``k`` as :meth:`Library.search` computes it (no cutoff, by relevance)."""
-    outcome = searching.first_stage(
-        searcher,
-        Query(tuple(terms)),
-        k=k,
-        depth=None,
-        filters=None,
-        sort=SortOrder.RELEVANCE,
-        cutoff=Cutoff.NONE,
-        cutoff_z=CUTOFF_Z,
-    )
+    outcome = searching.first_stage(searcher, Query(tuple(terms)), searching.Listing(k))
     return [hit.path for hit in outcome.hits]
 
 

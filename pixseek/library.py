@@ -29,7 +29,7 @@ from pixseek.service import duplicates, folders, hybrid_search, index_files, rer
 from pixseek.service.duplicates import DuplicateGroup, DuplicateReport
 from pixseek.service.folders import Removal
 from pixseek.service.images import IndexedImage, indexed_image
-from pixseek.service.searching import SearchOutcome
+from pixseek.service.searching import Listing, SearchOutcome
 from pixseek.service.store import open_store
 from pixseek.service.summary import CollectionSummary, LiveCollection
 from pixseek.store.database import DatabaseError
@@ -362,34 +362,24 @@ class Library:
         searcher = self.searcher(model)  # before any re-ranker loads: no collection is said at once
         mode = mode or hybrid_search.default_mode(searcher, built)
         chosen = cutoff or (Cutoff.NONE if sort == SortOrder.RELEVANCE or kinds else Cutoff.AUTO)
-        z = self.settings.cutoff_z
+        listing = Listing(k, depth, filters, sort, chosen, self.settings.cutoff_z)
         if not kinds:
-            return hybrid_search.first_stage(
-                searcher, built, mode, k=k, depth=depth, filters=filters, sort=sort, cutoff=chosen, cutoff_z=z
-            )
+            return hybrid_search.first_stage(searcher, built, mode, listing)
         scorers = self._serving.scorers(kinds) if self._serving else [self.scorer(kind) for kind in kinds]
         lock = self._serving.rerank_lock if self._serving else contextlib.nullcontext()
         rerank_k = rerank_k or self.rerank_k
         candidates = None  # a semantic search: re-ranking runs its own first stage
         if mode != SearchMode.SEMANTIC:
-            pool = max(k, rerank_k)
-            candidates = hybrid_search.first_stage(
-                searcher, built, mode, k=pool, depth=None, filters=filters, sort=SortOrder.RELEVANCE,
-                cutoff=chosen, cutoff_z=z,
-            ).hits  # fmt: skip
+            pool = listing.candidates(max(k, rerank_k))
+            candidates = hybrid_search.first_stage(searcher, built, mode, pool).hits
         result = searching.reranked(
             searcher,
             built,
             scorers,
             lock,
-            k=k,
-            depth=depth,
+            listing,
             rerank_k=rerank_k,
             min_score=min_score,
-            filters=filters,
-            sort=sort,
-            cutoff=chosen,
-            cutoff_z=z,
             candidates=candidates,
         )
         return SearchOutcome(result.hits, kinds, result, rerank_k, query=built, rerank_text=text, mode=mode)

@@ -35,6 +35,10 @@ from pixseek.store.repository import Store
 from test_indexer import assert_consistent
 
 POSTGRES = ("127.0.0.1", 5432)
+# A run that asks an unreachable hub retries each file for ~30 s; one that does not takes the
+# start-up and the (tiny) model load: 4-9 s on a quiet 2-core machine, up to 17 s while the rest
+# of the suite shares it. The bound sits between the two.
+NO_HUB_SECONDS = 25
 UNREACHABLE_HUB = "http://127.0.0.1:9"  # the discard port: nothing listens, nothing leaves the machine
 runner = CliRunner()  # no COLUMNS: a message must stay one line at the default 80 columns
 
@@ -188,7 +192,7 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, seconds: float) 
     assert "Traceback" not in result.stderr and "Retry" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert seconds < 10, f"took {seconds:.1f}s"
+    assert seconds < NO_HUB_SECONDS, f"took {seconds:.1f}s"
     return lines[0]
 
 
@@ -224,4 +228,4 @@ def test_cached_hub_model_loads_without_asking_the_hub(tmp_path: Path, clip_dir:
     result, seconds = _index_without_hub(tmp_path, "someorg/tiny-clip")
     assert result.returncode == 0, result.stderr
     assert "Retry" not in result.stderr and "Traceback" not in result.stderr
-    assert seconds < 10, f"took {seconds:.1f}s"
+    assert seconds < NO_HUB_SECONDS, f"took {seconds:.1f}s"

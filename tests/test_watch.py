@@ -563,8 +563,10 @@ def test_kill_9_mid_burst_then_restart_is_complete_and_consistent(tmp_path: Path
     watcher = start()
     try:
         # Its start-up summary: the reconcile is done and events are followed from then on.
-        wait_until(
-            lambda: "Ctrl-C stops" in log.read_text() or watcher.poll() is not None, "the watcher to start"
+        wait_until(  # a new process: start-up, model load and reconcile (slow on a loaded machine)
+            lambda: "Ctrl-C stops" in log.read_text() or watcher.poll() is not None,
+            "the watcher to start",
+            timeout=60,
         )
         assert watcher.poll() is None, log.read_text()
         assert "(reconcile" in log.read_text() and f"watching {root} by inotify" in log.read_text()

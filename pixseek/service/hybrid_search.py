@@ -23,13 +23,13 @@ import numpy as np
 
 from pixseek.search.hybrid import reciprocal_rank_fusion
 from pixseek.service import searching
-from pixseek.service.searching import SearchOutcome, order
-from pixseek.vocabulary import Cutoff, SearchMode, SortOrder
+from pixseek.service.searching import Listing, SearchOutcome, order
+from pixseek.vocabulary import Cutoff, SearchMode
 
 if TYPE_CHECKING:
     from pixseek.search.query import Query
     from pixseek.search.searcher import QueryVector, Searcher, SearchHit
-    from pixseek.store.records import KeywordHit, SearchFilters
+    from pixseek.store.records import KeywordHit
 
 CANDIDATES = 100
 MAX_SORTED = 10_000  # a sorted text or hybrid search orders at most this many of each list
@@ -43,93 +43,57 @@ def default_mode(searcher: Searcher, query: Query) -> SearchMode:
     return SearchMode.SEMANTIC
 
 
-def first_stage(
-    searcher: Searcher,
-    query: Query,
-    mode: SearchMode,
-    *,
-    k: int,
-    depth: int | None,
-    filters: SearchFilters | None,
-    sort: SortOrder,
-    cutoff: Cutoff,
-    cutoff_z: float,
-) -> SearchOutcome:
+def first_stage(searcher: Searcher, query: Query, mode: SearchMode, listing: Listing) -> SearchOutcome:
     """The search without re-ranking, in ``mode``. A query without a text has no words to match:
     hybrid falls back to semantic, text finds nothing (the outcome's ``mode`` says which ran)."""
     if mode == SearchMode.HYBRID and query.positive_text is None:
         mode = SearchMode.SEMANTIC
     if mode == SearchMode.TEXT:
-        return text_only(searcher, query, k=k, depth=depth, filters=filters, sort=sort)
+        return text_only(searcher, query, listing)
     if mode == SearchMode.HYBRID:
-        return hybrid(
-            searcher, query, k=k, depth=depth, filters=filters, sort=sort, cutoff=cutoff, cutoff_z=cutoff_z
-        )
-    return searching.first_stage(
-        searcher, query, k=k, depth=depth, filters=filters, sort=sort, cutoff=cutoff, cutoff_z=cutoff_z
-    )
+        return hybrid(searcher, query, listing)
+    return searching.first_stage(searcher, query, listing)
 
 
-def text_only(
-    searcher: Searcher,
-    query: Query,
-    *,
-    k: int,
-    depth: int | None,
-    filters: SearchFilters | None,
-    sort: SortOrder,
-) -> SearchOutcome:
+def text_only(searcher: Searcher, query: Query, listing: Listing) -> SearchOutcome:
     """Images whose texts hold every word and phrase of the query, best first (or sorted). No
     model runs: ``score`` is then the keyword score."""
-    from pixseek.search.searcher import MAX_K
-
     text = query.positive_text
     if text is None:
         return SearchOutcome([], (), query=query, total=0, mode=SearchMode.TEXT)
-    wanted = min(depth or k, MAX_K)
-    limit = wanted if sort == SortOrder.RELEVANCE else MAX_SORTED
-    found = searcher.store.keyword_search(searcher.collection.id, text, limit, filters)
+    wanted = listing.wanted
+    limit = MAX_SORTED if listing.ordered else wanted
+    found = searcher.store.keyword_search(searcher.collection.id, text, limit, listing.filters)
     by_id = {hit.image_id: hit for hit in found}
     hits = [
         _with_keywords(hit, by_id[hit.id])
         for hit in searcher.hits((hit.image_id, hit.score) for hit in found)
     ]
-    total = len(found) if len(found) < limit or sort != SortOrder.RELEVANCE else None
-    return SearchOutcome(order(hits, sort)[:wanted], (), query=query, total=total, mode=SearchMode.TEXT)
+    total = len(found) if len(found) < limit or listing.ordered else None
+    return SearchOutcome(
+        order(hits, listing.sort)[:wanted], (), query=query, total=total, mode=SearchMode.TEXT
+    )
 
 
-def hybrid(
-    searcher: Searcher,
-    query: Query,
-    *,
-    k: int,
-    depth: int | None,
-    filters: SearchFilters | None,
-    sort: SortOrder,
-    cutoff: Cutoff,
-    cutoff_z: float,
-) -> SearchOutcome:
+def hybrid(searcher: Searcher, query: Query, listing: Listing) -> SearchOutcome:
     """The semantic and the keyword ranking of the query, fused (module docstring)."""
-    from pixseek.search.searcher import MAX_K
-
     text = query.positive_text
     assert text is not None  # first_stage searches a query without a text semantically
-    wanted = min(depth or k, MAX_K)
-    pool = max(wanted, CANDIDATES) if sort == SortOrder.RELEVANCE else MAX_SORTED
+    wanted = listing.wanted
+    pool = MAX_SORTED if listing.ordered else max(wanted, CANDIDATES)
     embedded = searcher.embed(query)
-    semantic, floor = _semantic(searcher, embedded, cutoff, cutoff_z, filters, pool)
+    semantic, floor = _semantic(searcher, embedded, listing, pool)
     keyword = [
         hit
-        for hit in searcher.store.keyword_search(searcher.collection.id, text, pool, filters)
+        for hit in searcher.store.keyword_search(searcher.collection.id, text, pool, listing.filters)
         if hit.image_id not in embedded.excluded
     ]
     fused = reciprocal_rank_fusion(
         {"semantic": [i for i, _ in semantic], "keyword": [hit.image_id for hit in keyword]}
     )
-    shown = fused[:wanted] if sort == SortOrder.RELEVANCE else fused
-    cosines = dict(semantic) | _cosines(
-        searcher, embedded, [f.id for f in shown if "semantic" not in f.ranks]
-    )
+    shown = fused if listing.ordered else fused[:wanted]
+    keyword_only = [f.id for f in shown if "semantic" not in f.ranks]
+    cosines = dict(semantic) | _cosines(searcher, embedded, keyword_only)
     by_id = {hit.image_id: hit for hit in keyword}
     fused_scores = {f.id: f.score for f in shown}
     hits = []
@@ -137,9 +101,9 @@ def hybrid(
         found = by_id.get(hit.id)
         hit = _with_keywords(hit, found) if found else hit
         hits.append(_fused(hit, fused_scores[hit.id]))
-    total = len(fused) if sort != SortOrder.RELEVANCE or len(fused) < wanted else None
+    total = len(fused) if listing.ordered or len(fused) < wanted else None
     return SearchOutcome(
-        order(hits, sort)[:wanted],
+        order(hits, listing.sort)[:wanted],
         (),
         query=query,
         cutoff=floor,
@@ -149,19 +113,12 @@ def hybrid(
 
 
 def _semantic(
-    searcher: Searcher,
-    embedded: QueryVector,
-    cutoff: Cutoff,
-    cutoff_z: float,
-    filters: SearchFilters | None,
-    pool: int,
+    searcher: Searcher, embedded: QueryVector, listing: Listing, pool: int
 ) -> tuple[list[tuple[int, float]], float | None]:
     """The semantic list: the query's ``pool`` best (id, cosine), above the cutoff if asked for."""
-    threshold = searcher.threshold(embedded.vector, cutoff_z) if cutoff == Cutoff.AUTO else None
-    if threshold is None:
-        pairs, _ = searcher.matches(embedded, None, filters, limit=pool)
-        return pairs, None
-    return searcher.matches(embedded, threshold, filters, limit=pool)
+    auto = listing.cutoff == Cutoff.AUTO
+    threshold = searcher.threshold(embedded.vector, listing.cutoff_z) if auto else None
+    return searcher.matches(embedded, threshold, listing.filters, limit=pool)
 
 
 def _cosines(searcher: Searcher, embedded: QueryVector, ids: Sequence[int]) -> dict[int, float]:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pixseek.config import CUTOFF_Z
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.search.query import Crop, Query, QueryTerm, split_weight
 from pixseek.vocabulary import Cutoff, SearchMode, SortOrder, TermKind
@@ -53,6 +54,37 @@ class SearchOutcome:
     cutoff: float | None = None  # the adaptive cutoff's cosine, when one applied
     total: int | None = None  # how many results passed the cutoff, when all of them were listed
     mode: SearchMode = SearchMode.SEMANTIC  # what the query was matched against
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a search lists, whatever it matches: pages of ``k`` (``depth``: how far a deeper page
+    reaches, offset + k), within ``filters``, in ``sort`` order, above ``cutoff`` (``cutoff_z``: how
+    many robust deviations above the query's background a match lies)."""
+
+    k: int = 10
+    depth: int | None = None
+    filters: SearchFilters | None = None
+    sort: SortOrder = SortOrder.RELEVANCE
+    cutoff: Cutoff = Cutoff.NONE
+    cutoff_z: float = CUTOFF_Z
+
+    @property
+    def wanted(self) -> int:
+        """How many results the search returns (the front end pages through them)."""
+        from pixseek.search.searcher import MAX_K
+
+        return min(self.depth or self.k, MAX_K)
+
+    @property
+    def ordered(self) -> bool:
+        """Sorted by anything but relevance: every match is listed, then ordered."""
+        return self.sort != SortOrder.RELEVANCE
+
+    def candidates(self, count: int) -> Listing:
+        """The best ``count`` by relevance, within the same filters and cutoff: what a second stage
+        (re-ranking) takes from the first."""
+        return dataclasses.replace(self, k=count, depth=None, sort=SortOrder.RELEVANCE)
 
 
 def build_query(
@@ -115,36 +147,27 @@ def _names_a_file(text: str) -> bool:
     return text.startswith(("./", "../", "/")) or Path(text).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def first_stage(
-    searcher: Searcher,
-    query: Query,
-    *,
-    k: int,
-    depth: int | None,
-    filters: SearchFilters | None,
-    sort: SortOrder,
-    cutoff: Cutoff,
-    cutoff_z: float,
-) -> SearchOutcome:
-    """The query's best ``depth`` (else ``k``) hits; with the cutoff (``cutoff_z`` robust deviations
-    above the query's background), only those above it. Sorted by anything but relevance, every
-    match (every image, without a cutoff: browsing by date), ordered, then the first ``depth``."""
-    from pixseek.search.searcher import MAX_K, MAX_MATCHES
+def first_stage(searcher: Searcher, query: Query, listing: Listing) -> SearchOutcome:
+    """The query's best ``listing.wanted`` hits; with the cutoff, only those above it. Sorted by
+    anything but relevance, every match (every image, without a cutoff: browsing by date),
+    ordered, then the first ``wanted``."""
+    from pixseek.search.searcher import MAX_MATCHES
 
-    wanted = k if depth is None else min(depth, MAX_K)
-    if cutoff == Cutoff.NONE and sort == SortOrder.RELEVANCE:
+    wanted, filters, sort = listing.wanted, listing.filters, listing.sort
+    if listing.cutoff == Cutoff.NONE and not listing.ordered:
         return SearchOutcome(_plain(searcher, query, wanted, filters), (), query=query)
     embedded = searcher.embed(query)
-    if cutoff == Cutoff.NONE:  # sorted, every image matches: browsing, ordered by SQL
+    if listing.cutoff == Cutoff.NONE:  # sorted, every image matches: browsing, ordered by SQL
         browsed = searcher.browse(embedded, sort, filters, wanted)
         if browsed is not None:
             return SearchOutcome(browsed[0], (), query=query, total=browsed[1])
     # A collection of a few images has no background to stand out from: nothing is cut.
-    threshold = searcher.threshold(embedded.vector, cutoff_z) if cutoff == Cutoff.AUTO else None
-    limit = wanted if sort == SortOrder.RELEVANCE else MAX_MATCHES
+    auto = listing.cutoff == Cutoff.AUTO
+    threshold = searcher.threshold(embedded.vector, listing.cutoff_z) if auto else None
+    limit = MAX_MATCHES if listing.ordered else wanted
     pairs, floor = searcher.matches(embedded, threshold, filters, limit=limit)
-    complete = len(pairs) < limit or sort != SortOrder.RELEVANCE
-    if sort != SortOrder.RELEVANCE:
+    complete = len(pairs) < limit or listing.ordered
+    if listing.ordered:
         pairs = _sorted_pairs(searcher, pairs, sort)
     return SearchOutcome(
         searcher.hits(pairs[:wanted]),
@@ -173,15 +196,10 @@ def reranked(
     query: Query,
     scorers: Sequence[CachedScorer],
     lock: AbstractContextManager[Any],
+    listing: Listing,
     *,
-    k: int,
-    depth: int | None,
     rerank_k: int,
     min_score: float | None,
-    filters: SearchFilters | None,
-    sort: SortOrder,
-    cutoff: Cutoff,
-    cutoff_z: float,
     candidates: Sequence[SearchHit] | None = None,
 ) -> RerankedSearch:
     """A search whose first ``max(k, rerank_k)`` candidates ``scorers`` re-rank against the query's
@@ -193,31 +211,28 @@ def reranked(
 
     text = query.positive_text
     assert text is not None  # the caller re-ranks only a query with a positive text
-    shown = min(depth or k, max(k, rerank_k))
+    pool = max(listing.k, rerank_k)
+    shown = min(listing.depth or listing.k, pool)
     if candidates is not None:
-        candidates = list(candidates)[: max(k, rerank_k)]
-    elif cutoff == Cutoff.AUTO:
-        cut = first_stage(
-            searcher, query, k=max(k, rerank_k), depth=None, filters=filters,
-            sort=SortOrder.RELEVANCE, cutoff=cutoff, cutoff_z=cutoff_z,
-        )  # fmt: skip
-        candidates = cut.hits
+        candidates = list(candidates)[:pool]
+    elif listing.cutoff == Cutoff.AUTO:
+        candidates = first_stage(searcher, query, listing.candidates(pool)).hits
     elif query.simple is None:
-        candidates = searcher.search(query, max(k, rerank_k), filters)
+        candidates = searcher.search(query, pool, listing.filters)
     with lock:
         result = rerank_search(
             searcher,
             text,
             scorers,
-            k=shown if sort == SortOrder.RELEVANCE else max(k, rerank_k),
+            k=pool if listing.ordered else shown,
             rerank_k=rerank_k,
             min_score=min_score,
-            filters=filters,
+            filters=listing.filters,
             candidates=candidates,
         )
-    if sort == SortOrder.RELEVANCE:
+    if not listing.ordered:
         return result
-    return dataclasses.replace(result, hits=order(result.hits, sort)[:shown])
+    return dataclasses.replace(result, hits=order(result.hits, listing.sort)[:shown])
 
 
 _NEVER = datetime.max
