@@ -24,7 +24,7 @@ from pixseek.media.decode import decode_image
 from pixseek.media.errors import DecodeError
 from pixseek.media.files import FileOpener
 from pixseek.search.cutoff import Background, Threshold
-from pixseek.search.query import Crop, Query, combine
+from pixseek.search.query import Crop, Query, QueryTerm, combine
 from pixseek.search.vector_search import VectorSearch
 from pixseek.store.models import STATUS_INDEXED, ImageRecord
 from pixseek.store.records import CollectionInfo, KeywordMatch, SearchFilters
@@ -111,13 +111,9 @@ class Searcher:
             raise PixseekError("the text query is empty")
         return self.by_vector(self._encoder().embed_texts([text])[0], k, filters)
 
-    def by_image(
-        self, image: Image.Image, k: int = 10, filters: SearchFilters | None = None
-    ) -> list[SearchHit]:
-        return self.by_vector(self._encoder().embed_images([image.convert("RGB")])[0], k, filters)
-
     def by_image_file(self, path: Path, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
-        return self.by_image(self._query_image(path), k, filters)
+        """A query of one image file: what `pixseek search --image FILE` runs (through :meth:`embed`)."""
+        return self.search(Query((QueryTerm(TermKind.IMAGE, Path(path)),)), k, filters)
 
     def _query_image(self, path: str | os.PathLike[str], crop: Crop | None = None) -> Image.Image:
         """A query image file, decoded (EXIF-oriented) and cut to ``crop``. A crop keeps the full
