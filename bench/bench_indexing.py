@@ -7,7 +7,11 @@ Three paths over the same files, measured in the same process so their ratios ar
 * ``model``: ``DualEncoder.embed_pixels`` on pixels preprocessed before timing, the ceiling any
   pipeline could reach with decoding for free;
 * ``pixseek``: ``Library.indexer(...).run([folder])`` into a fresh data directory: walk, hash,
-  draft-decode, preprocess in the worker pool, embed, write SQL and FAISS.
+  draft-decode, preprocess in the worker pool, embed, write SQL and FAISS;
+* ``pixseek-ocr``: the same with ``index --ocr`` (RapidOCR in the same decoding pool, words into
+  the keyword index). ``--corpus text`` runs on generated images with rendered text (signs,
+  receipts, screenshots, labels: pixseek.testing.text_images) instead of the camera photos, which
+  hold no text and so measure what OCR costs a photo library (the detector alone).
 
 Model loading is excluded everywhere, so the numbers describe steady-state indexing, not start-up.
 The checkpoint has random weights but the real ViT-B/32 shape, so it costs what the pretrained one
@@ -54,7 +58,7 @@ from pixseek.config import Settings
 from pixseek.embedding.encoder import DualEncoder
 from pixseek.embedding.runtime import resolve_precision
 from pixseek.indexer.walker import walk_images
-from pixseek.library import Library
+from pixseek.library import Library, OcrChoice
 from pixseek.media.decode import decode_image
 from pixseek.media.hashing import content_hash
 
@@ -172,8 +176,20 @@ def ensure_photos(work_dir: Path, count: int, size: tuple[int, int], quality: in
     return folder
 
 
+def ensure_text_images(work_dir: Path, count: int) -> Path:
+    """Generate (once) ``count`` images with rendered text, without the sample photos."""
+    from pixseek.testing.text_images import write_corpus
+
+    folder = work_dir / f"text-images-n{count}"
+    if not (folder / "truth.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"generating {count} text images in {folder}")
+        write_corpus(folder, count, seed=7, photos=False)
+    return folder
+
+
 def photo_paths(folder: Path) -> list[Path]:
-    return sorted(folder.glob("photo_*.jpg"))
+    return sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png"))
 
 
 def warm_page_cache(paths: Sequence[Path]) -> None:
@@ -241,15 +257,18 @@ def fresh_library(
 
 
 def run_pixseek(
-    library: Library, encoder: DualEncoder, roots: Sequence[Path], expected: int
+    library: Library, encoder: DualEncoder, roots: Sequence[Path], expected: int, ocr: bool = False
 ) -> tuple[float, int]:
-    """Time ``Indexer.run`` only: the SQL schema, collection and FAISS set-up happen before it."""
-    indexer = library.indexer(encoder)
+    """Time ``Indexer.run`` only: the SQL schema, collection, FAISS set-up and (with ``ocr``) the
+    OCR engine's loading happen before it."""
+    indexer = library.indexer(encoder, ocr=OcrChoice(True) if ocr else None)
     started = time.perf_counter()
     report = indexer.run(list(roots))
     elapsed = time.perf_counter() - started
     if report.embedded != expected or report.failed:
         raise RuntimeError(f"pixseek embedded {report.embedded}/{expected}, failures: {report.failed[:3]}")
+    if ocr and report.text_read != expected:
+        raise RuntimeError(f"OCR read {report.text_read}/{expected}: {report.text_unread[:3]}")
     return elapsed, indexer.workers
 
 
@@ -283,6 +302,17 @@ def ratio_rows(results: list[Measurement]) -> list[dict[str, Any]]:
     by_key = {(m.precision, m.path): m for m in results if m.path != "pixseek"}
     rows = []
     for m in results:
+        if m.path == "pixseek-ocr":
+            plain = next((p for p in results if p.path == "pixseek" and p.precision == m.precision), None)
+            if plain is not None:
+                label = f"{plain.label} {m.precision}"
+                rows.append(
+                    {
+                        "numerator": f"{m.label} {m.precision}",
+                        "denominator": label,
+                        "ratio": m.median / plain.median,
+                    }
+                )
         if m.path != "pixseek":
             continue
         # dict.fromkeys drops the third pair where it repeats the first (pixseek fp32 / naive fp32).
@@ -421,7 +451,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pixseek decode workers: 'default' (Settings' default) or a comma list, e.g. 1,2",
     )
     parser.add_argument(
-        "--paths", type=_csv, default=["naive", "model", "pixseek"], help="which paths to time"
+        "--paths",
+        type=_csv,
+        default=["naive", "model", "pixseek"],
+        help="which paths to time: naive, model, pixseek, pixseek-ocr (index --ocr)",
+    )
+    parser.add_argument(
+        "--corpus",
+        choices=["photos", "text"],
+        default="photos",
+        help="camera-sized photos (default) or generated images with rendered text (for --paths pixseek-ocr)",
     )
     parser.add_argument("--size", default="4000x3000", help="photo size WxH (default 4000x3000)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
@@ -433,7 +472,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if "--quick" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(images=16, repeats=2)
     args = parser.parse_args(argv)
-    unknown = set(args.paths) - {"naive", "model", "pixseek"}
+    unknown = set(args.paths) - {"naive", "model", "pixseek", "pixseek-ocr"}
     if unknown:
         parser.error(f"unknown paths: {', '.join(sorted(unknown))}")
     if args.images < 1 or args.repeats < 1 or args.batch_size < 1:
@@ -461,9 +500,11 @@ def _timed(func: Callable[..., Any], *args: Any) -> float:
     return time.perf_counter() - started
 
 
-def _pixseek_once(bench: Bench, encoder: DualEncoder, precision: str, workers: int | None) -> float:
+def _pixseek_once(
+    bench: Bench, encoder: DualEncoder, precision: str, workers: int | None, ocr: bool = False
+) -> float:
     with fresh_library(bench.work_dir, bench.checkpoint, precision, bench.batch_size, workers) as library:
-        return run_pixseek(library, encoder, [bench.folder], len(bench.paths))[0]
+        return run_pixseek(library, encoder, [bench.folder], len(bench.paths), ocr)[0]
 
 
 def measure_precision(
@@ -507,6 +548,12 @@ def measure_precision(
                 _, actual_workers = run_pixseek(lib, encoder, warm, len(warm))
             timer = functools.partial(_pixseek_once, bench, encoder, precision, workers)
             timers.append((Measurement(precision, "pixseek", workers=actual_workers, images=n), timer))
+    if "pixseek-ocr" in path_names:
+        log(f"{precision}: warming up pixseek with OCR")
+        with fresh_library(bench.work_dir, bench.checkpoint, precision, bench.batch_size, None) as lib:
+            _, actual_workers = run_pixseek(lib, encoder, warm, len(warm), ocr=True)
+        timer = functools.partial(_pixseek_once, bench, encoder, precision, None, True)
+        timers.append((Measurement(precision, "pixseek-ocr", workers=actual_workers, images=n), timer))
 
     for repeat in range(repeats):
         for measurement, timer in timers:
@@ -525,13 +572,17 @@ def main(argv: list[str] | None = None) -> None:
     transformers.utils.logging.set_verbosity_error()
     work_dir: Path = args.work_dir.resolve()
     checkpoint = ensure_checkpoint(work_dir)
-    folder = ensure_photos(work_dir, args.images, args.size, args.quality)
+    if args.corpus == "text":
+        folder = ensure_text_images(work_dir, args.images)
+    else:
+        folder = ensure_photos(work_dir, args.images, args.size, args.quality)
     paths = photo_paths(folder)
     warm_page_cache(paths)
     processor = transformers.CLIPProcessor.from_pretrained(str(checkpoint))
     bench = Bench(work_dir, checkpoint, folder, paths, args.batch_size, processor)
     machine = machine_info()
     config = {
+        "corpus": args.corpus,
         "images": len(paths),
         "size": list(args.size),
         "jpeg_quality": args.quality,
@@ -575,8 +626,13 @@ def print_report(
         f"native bf16: {machine['native_bf16']}; torch {machine['torch']} ({machine['torch_threads']} "
         f"threads), transformers {machine['transformers']}, Pillow {machine['pillow']}\n"
     )
+    data = (
+        f"{config['images']} generated text images (pixseek.testing.text_images)"
+        if config["corpus"] == "text"
+        else f"{config['images']} JPEGs {config['size'][0]}x{config['size'][1]} q{config['jpeg_quality']}"
+    )
     print(
-        f"Data: {config['images']} JPEGs {config['size'][0]}x{config['size'][1]} q{config['jpeg_quality']}, "
+        f"Data: {data}, "
         f"mean {config['mean_file_mb']:.2f} MB; batch {config['batch_size']}; median of "
         f"{config['repeats']} runs; model load excluded.\n"
     )

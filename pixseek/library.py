@@ -32,6 +32,7 @@ from pixseek.service.images import IndexedImage, indexed_image
 from pixseek.service.searching import Listing, SearchOutcome
 from pixseek.service.store import open_store
 from pixseek.service.summary import CollectionSummary, LiveCollection
+from pixseek.service.text_reading import OcrChoice, TextReaders, record_choice
 from pixseek.store.database import DatabaseError
 from pixseek.store.records import CollectionInfo, IndexDescription, SavedIndexSummary, SearchFilters
 from pixseek.store.repository import CollectionMismatchError, Store
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
     from pixseek.embedding import DualEncoder
     from pixseek.indexer.pipeline import Indexer, IndexReport
+    from pixseek.indexer.text_reading import TextReader
     from pixseek.indexer.watch import Watcher, WatcherState, WatchOptions
     from pixseek.media.files import FileOpener
     from pixseek.search.query import Crop, QueryTerm
@@ -62,6 +64,7 @@ __all__ = [
     "IndexedImage",
     "Library",
     "LiveCollection",
+    "OcrChoice",
     "Removal",
     "RerankedSearch",
     "SavedIndexSummary",
@@ -114,6 +117,7 @@ class Library:
         self._vectors: VectorIndex | None = None
         self._search_encoder: tuple[tuple[int, str, str | None], DualEncoder] | None = None
         self._serving: Serving | None = None
+        self._text_readers = TextReaders()
         if serving:
             from pixseek.service.serving import Serving
 
@@ -126,6 +130,7 @@ class Library:
     def close(self) -> None:
         if self._serving is not None:
             self._serving.close()
+        self._text_readers.close()
         if "store" in self.__dict__:
             self.store.close()
 
@@ -268,11 +273,20 @@ class Library:
         return rebuilt
 
     # ---- indexing ----------------------------------------------------------------------------
-    def indexer(self, encoder: DualEncoder, opener: FileOpener | None = None) -> Indexer:
-        """``opener``: how files are read; default: :meth:`file_opener`."""
+    def check_ocr(self, choice: OcrChoice) -> None:
+        """Load the OCR engine ``choice`` asks for, before a model loads: a missing ``ocr`` extra
+        or language data is a one-line error at once, not after minutes of model loading."""
+        self._text_readers.for_choice(choice, self.store.collection(self.settings.collection))
+
+    def indexer(
+        self, encoder: DualEncoder, opener: FileOpener | None = None, ocr: OcrChoice | None = None
+    ) -> Indexer:
+        """``opener``: how files are read; default: :meth:`file_opener`. ``ocr``: turn OCR on or
+        off, or change its languages, for this and every later run of the collection; by default
+        the collection's record applies (docs/search.md, "OCR at index time")."""
         from pixseek.indexer.pipeline import Indexer
 
-        collection = self.collection_for(encoder)
+        collection = self.ocr_collection(encoder, ocr)
         vectors = self.vectors(collection)
         return Indexer(
             self.store,
@@ -283,13 +297,27 @@ class Library:
             workers=self.settings.decode_workers,
             save_vectors=lambda: self.save_vectors(collection),
             opener=opener or self.file_opener(),
+            text_reader=self.text_reader(collection),
         )
 
-    def ray_indexer(self, encoder: DualEncoder, address: str | None, actors: int | None) -> Indexer:
+    def ocr_collection(self, encoder: DualEncoder, ocr: OcrChoice | None) -> CollectionInfo:
+        """The collection ``encoder`` indexes into, with ``ocr`` recorded on it when asked for."""
+        collection = self.collection_for(encoder)
+        if ocr is None or not ocr.asked:
+            return collection
+        return record_choice(self.store, collection, self._text_readers.for_choice(ocr, collection))
+
+    def text_reader(self, collection: CollectionInfo) -> TextReader | None:
+        """The OCR the collection records, loaded once per library (None: it has none)."""
+        return self._text_readers.for_collection(collection)
+
+    def ray_indexer(
+        self, encoder: DualEncoder, address: str | None, actors: int | None, ocr: OcrChoice | None = None
+    ) -> Indexer:
         """The ``--ray`` counterpart of :meth:`indexer`: same rules, files prepared on Ray actors."""
         from pixseek.distributed.ray_indexing import ray_indexer
 
-        return ray_indexer(self, encoder, address=address, actors=actors)
+        return ray_indexer(self, encoder, address=address, actors=actors, ocr=ocr)
 
     def check_watch_paths(self, paths: Sequence[Path]) -> None:
         """Before a model loads: every path to watch is an existing folder."""

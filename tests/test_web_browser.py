@@ -26,6 +26,7 @@ from PIL import ExifTags, Image, ImageDraw
 from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
 from pixseek.library import Library
+from pixseek.store.records import TextWord
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -79,12 +80,8 @@ def _write_twins(folder: Path) -> None:
         twin.save(folder / name, "JPEG", quality=95, exif=exif)
 
 
-@pytest.fixture
-def server(tmp_path: Path, clip_dir: Path, photos: Path) -> Iterator[str]:
-    """The real app on a free loopback port, its library root (``photos``) indexed beforehand."""
-    shutil.copy2(next(photos.rglob("rocket.jpg")), photos / "outdoor" / HOSTILE_NAME)
-    _write_twins(photos / "dated")
-    settings = ServerSettings(
+def _server_settings(tmp_path: Path, clip_dir: Path, photos: Path) -> ServerSettings:
+    return ServerSettings(
         data_dir=tmp_path / "data",
         model=str(clip_dir),
         precision="fp32",
@@ -93,6 +90,14 @@ def server(tmp_path: Path, clip_dir: Path, photos: Path) -> Iterator[str]:
         decode_workers=2,
         library_roots=[photos],
     )
+
+
+@pytest.fixture
+def server(tmp_path: Path, clip_dir: Path, photos: Path) -> Iterator[str]:
+    """The real app on a free loopback port, its library root (``photos``) indexed beforehand."""
+    shutil.copy2(next(photos.rglob("rocket.jpg")), photos / "outdoor" / HOSTILE_NAME)
+    _write_twins(photos / "dated")
+    settings = _server_settings(tmp_path, clip_dir, photos)
     library = Library(settings)
     try:
         report = library.indexer(library.load_encoder()).run([photos])
@@ -497,3 +502,137 @@ def test_composed_region_and_sorted_searches_in_a_browser(browser, server: str, 
         page.set_input_files("#file", str(twin_file))
         wait_for_results(page, "images for the image twin_c.jpg")
         assert page.locator("#chips .chip").count() == 1 and search_box.input_value() == ""
+
+
+# A sign whose one word is known: its box in pixels of the upright image (the API's coordinates),
+# stored sideways with an EXIF orientation, so the page must box the word as the picture is shown.
+SIGN_SIZE = (1000, 1600)  # upright width, height: taller than the viewer at 1280 x 900
+SIGN_WORD = TextWord("harbour", (180.0, 1240.0, 700.0, 1400.0), 0.93)
+
+
+def _write_sign(path: Path) -> None:
+    upright = Image.new("RGB", SIGN_SIZE, (40, 90, 140))
+    draw = ImageDraw.Draw(upright)
+    draw.rectangle(SIGN_WORD.box, fill=(250, 250, 240))
+    draw.text((SIGN_WORD.box[0] + 20, SIGN_WORD.box[1] + 20), SIGN_WORD.text, fill=(0, 0, 0), font_size=110)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # "rotate 90 degrees clockwise to show it"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", quality=90, exif=exif)
+
+
+def mark_fractions(page) -> dict[str, float]:
+    """The word box's place on the shown image, in fractions of the image's displayed size."""
+    return page.evaluate(
+        """() => {
+            const img = document.querySelector("#viewer-img").getBoundingClientRect();
+            const mark = document.querySelector("#viewer-marks .word-mark").getBoundingClientRect();
+            return {left: (mark.left - img.left) / img.width, top: (mark.top - img.top) / img.height,
+                    right: (mark.right - img.left) / img.width, bottom: (mark.bottom - img.top) / img.height,
+                    aspect: img.width / img.height};
+        }"""
+    )
+
+
+def assert_on_the_word(page) -> None:
+    shown = mark_fractions(page)
+    width, height = SIGN_SIZE
+    left, top, right, bottom = SIGN_WORD.box
+    expected = {"left": left / width, "top": top / height, "right": right / width, "bottom": bottom / height}
+    assert abs(shown["aspect"] - width / height) < 0.01, shown  # the image is shown upright
+    assert all(abs(shown[key] - value) < 0.01 for key, value in expected.items()), (shown, expected)
+
+
+@pytest.mark.slow
+def test_viewer_highlights_matched_ocr_words(
+    browser, server: str, tmp_path: Path, clip_dir: Path, photos: Path
+) -> None:
+    (photos / "signs").mkdir()
+    _write_sign(photos / "signs" / "sign.jpg")
+    job = httpx.post(f"{server}/index", json={"path": "photos/signs"}, timeout=10)
+    assert job.status_code == 202, job.text
+    deadline = time.monotonic() + 60
+    while (state := httpx.get(f"{server}/jobs/{job.json()['id']}", timeout=10).json())["state"] != "done":
+        assert state["state"] in ("queued", "running") and time.monotonic() < deadline, state
+        time.sleep(0.1)
+    assert state["embedded"] == 1, state
+    # The page is under test, not the OCR engine: the word goes into the store as OCR would put it.
+    with Library(_server_settings(tmp_path, clip_dir, photos)) as library:
+        sign = library.store.image_by_path(library.collection().id, str(photos / "signs" / "sign.jpg"))
+        assert sign is not None and (sign.width, sign.height) == SIGN_SIZE
+        library.store.set_ocr_texts(sign.id, [SIGN_WORD])
+
+    with open_page(browser, server, 1280, 900) as page:
+        page.goto("/")
+        page.locator("#status").filter(has_text="images").wait_for()
+        page.get_by_label("Match on").select_option("text")
+        search_box = page.get_by_label("Search images")
+        search_box.fill("harbour")
+        search_box.press("Enter")
+        wait_for_results(page, "“harbour”")
+        assert card_names(page) == ["photos/signs/sign.jpg"]
+        assert page.locator("#grid .matched").inner_text() == "matched “harbour” (ocr)"
+
+        # The viewer boxes the word where it is on the picture, once the original has replaced the
+        # preview, with its text and confidence as its label and tooltip, and in the word list.
+        page.locator("#grid .thumb").click()
+        page.wait_for_function(
+            """() => { const img = document.querySelector("#viewer-img");
+                       return img.src.endsWith("/file") && img.complete && img.naturalWidth > 0; }"""
+        )
+        mark = page.locator("#viewer-marks .word-mark")
+        mark.wait_for()
+        assert mark.count() == 1
+        label = "Matched word “harbour”, 93% confidence"
+        assert mark.get_attribute("aria-label") == label and mark.get_attribute("title") == label
+        assert page.get_by_role("img", name=label).count() == 1
+        assert page.locator("#viewer-words-list").inner_text() == "“harbour” 93% confidence"
+        assert_on_the_word(page)
+
+        # ...and stays on it when the window (so the shown image) changes size.
+        before = page.locator("#viewer-img").bounding_box()
+        page.set_viewport_size({"width": 900, "height": 600})
+        assert before is not None
+        page.wait_for_function(
+            "height => document.querySelector('#viewer-img').getBoundingClientRect().height < height",
+            arg=before["height"] - 50,
+        )
+        assert_on_the_word(page)
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+        # The keyboard reaches the box (its label then shows) and the checkbox that hides the boxes.
+        page.locator("#viewer-close").focus()
+        page.keyboard.press("Tab")
+        shown_label = "() => getComputedStyle(document.activeElement, '::after').content"
+        assert page.evaluate("() => document.activeElement.className") == "word-mark"
+        assert page.evaluate(shown_label) == json.dumps(label, ensure_ascii=False)
+        toggle = page.get_by_label("Highlight the matched words")
+        toggle.focus()
+        page.keyboard.press("Space")
+        assert not toggle.is_checked() and page.locator("#viewer-marks").is_hidden()
+        page.keyboard.press("Space")
+        assert toggle.is_checked()
+        mark.wait_for()
+        assert_on_the_word(page)
+
+        # A region can still be dragged, from on the box, in fractions of the shown image.
+        box = page.locator("#viewer-img").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.8 * box["height"])
+        assert page.evaluate("() => document.querySelector(':hover.word-mark') !== null")
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.9 * box["width"], box["y"] + 0.95 * box["height"], steps=4)
+        page.mouse.up()
+        assert page.locator("#viewer-box").is_visible()
+        assert page.locator("#viewer-region-text").inner_text() == f"Region: 60% {TIMES} 15% of the image."
+        page.keyboard.press("Escape")
+        page.locator("#viewer").wait_for(state="hidden")
+
+        # A match on a file name has no place on the image: no box, no word list.
+        search_box.fill("twin")
+        search_box.press("Enter")
+        wait_for_results(page, "“twin”")
+        page.locator("#grid .card").filter(has_text="twin_a.jpg").locator(".thumb").click()
+        page.locator("#viewer dl").wait_for()
+        page.wait_for_function("() => document.querySelector('#viewer-img').naturalWidth > 0")
+        assert page.locator("#viewer-marks .word-mark").count() == 0
+        assert page.locator("#viewer-marks").is_hidden() and page.locator("#viewer-words").is_hidden()

@@ -25,6 +25,7 @@ from pixseek.api.schemas import (
     ImageInfo,
     JobInfo,
     MatchedWord,
+    OcrStatus,
     SearchResponse,
     SearchResult,
     VectorIndexStatus,
@@ -161,6 +162,9 @@ def collection_status(live: LiveCollection, searchable: int, roots: LibraryRoots
         model=live.model,
         dim=live.dim,
         precision=live.precision,
+        ocr=None
+        if live.ocr is None
+        else OcrStatus(engine=live.ocr.engine, languages=list(live.ocr.languages)),
         indexed=live.indexed,
         searchable=searchable,
         failed=live.failed,

@@ -387,11 +387,20 @@ class VectorIndexStatus(BaseModel):
     last_maintenance_error: str | None
 
 
+class OcrStatus(BaseModel):
+    engine: str = Field(description="rapidocr or tesseract")
+    languages: list[str] = Field(description="ISO 639-1 codes")
+
+
 class CollectionStatus(BaseModel):
     name: str
     model: str
     dim: int
     precision: str
+    ocr: OcrStatus | None = Field(
+        default=None,
+        description="The OCR every indexing run applies (`pixseek index --ocr`); null: none",
+    )
     indexed: int = Field(
         description="Images indexed in the whole collection, including any indexed (e.g. by the CLI) "
         "from folders this server does not serve"

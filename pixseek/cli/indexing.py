@@ -37,7 +37,7 @@ from pixseek.cli.options import (
     reranker_model_options,
 )
 from pixseek.errors import PixseekError
-from pixseek.vocabulary import RerankChoice
+from pixseek.vocabulary import OcrEngine, RerankChoice
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -64,6 +64,9 @@ def print_report(console: Console, report: IndexReport, suffix: str = "") -> Non
     )
     print_reasons(console, "failed", report.failed, " (see `pixseek status`)")
     print_reasons(console, "skipped", report.unreadable)
+    if report.text_read or report.text_unread:
+        console.print(f"OCR read {plural(report.text_read, 'image')}", soft_wrap=True)
+        print_reasons(console, "no text read", report.text_unread)
 
 
 @app.command()
@@ -93,13 +96,40 @@ def index(
             "collection, up to the cache budget, so that `search --rerank` starts warm",
         ),
     ] = None,
+    ocr: Annotated[
+        bool | None,
+        typer.Option(
+            "--ocr/--no-ocr",
+            help="Read the words in images (signs, receipts, screenshots) for keyword and hybrid "
+            "search; recorded on the collection, so later index, watch and server runs follow it. "
+            "Images indexed before are read too. Needs the ocr extra: pip install 'pixseek[ocr]'",
+            show_default="as the collection records, off for a new one",
+        ),
+    ] = None,
+    ocr_lang: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LANGS",
+            help="Languages OCR reads, comma-separated ISO 639-1 codes (en,de,fr,zh,...); implies --ocr",
+            show_default="en",
+        ),
+    ] = None,
+    ocr_engine: Annotated[
+        OcrEngine | None,
+        typer.Option(
+            help="OCR engine; auto: RapidOCR, or Tesseract for scripts RapidOCR cannot read "
+            "(measured in docs/search.md); implies --ocr",
+            show_default="auto",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Index image folders: new and changed files are embedded, unchanged ones skipped, moved ones
     keep their vectors, and files gone from disk leave the index. Safe to interrupt and run again.
-    A collection keeps the model it was built with: later runs use it without --model."""
-    from pixseek.library import Library
+    A collection keeps the model it was built with, and its OCR setting: later runs use them
+    without --model or --ocr."""
+    from pixseek.library import Library, OcrChoice
 
     show = not (quiet or as_json)
     with user_errors():
@@ -112,13 +142,18 @@ def index(
             from pixseek.distributed import require_ray
 
             require_ray()  # before the model loads: a missing extra is a one-line error at once
+        languages = tuple(code for code in (ocr_lang or "").split(",") if code.strip())
+        if ocr_lang is not None and not languages:
+            raise PixseekError("--ocr-lang needs at least one language code, e.g. --ocr-lang en,de")
+        ocr_choice = OcrChoice(ocr, languages, ocr_engine)
         with library:
+            library.check_ocr(ocr_choice)  # a missing extra fails now, not after the model loads
             quiet_model_loading()
             encoder = library.load_encoder()
             indexer = (
-                library.ray_indexer(encoder, distributed.ray_address, distributed.ray_actors)
+                library.ray_indexer(encoder, distributed.ray_address, distributed.ray_actors, ocr_choice)
                 if distributed.enabled
-                else library.indexer(encoder)
+                else library.indexer(encoder, ocr=ocr_choice)
             )
             progress, on_progress = progress_bar(show)
             try:

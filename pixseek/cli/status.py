@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import typer
@@ -47,6 +48,11 @@ def _print_summary(summary: CollectionSummary) -> None:
     out.print(
         f"  index: {index_line(index)}, {human_bytes(index.bytes)} in {summary.index_dir}", soft_wrap=True
     )
+    if summary.ocr is not None:
+        languages = ",".join(summary.ocr.languages)
+        out.print(
+            f"  OCR: {summary.ocr.engine}, languages {languages} (index --no-ocr to stop)", soft_wrap=True
+        )
     for root in summary.roots:
         out.print(f"  indexed from: {root}", soft_wrap=True)
     for path in summary.excluded:
@@ -74,4 +80,5 @@ def _as_json(summary: CollectionSummary) -> dict:
         "roots": summary.roots,
         "excluded": summary.excluded,
         "failures": [{"path": path, "reason": reason} for path, reason in summary.failures],
+        "ocr": asdict(summary.ocr) if summary.ocr is not None else None,
     }

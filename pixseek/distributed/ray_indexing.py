@@ -39,7 +39,9 @@ from pixseek.media.files import DEFAULT_MAX_FILE_BYTES, FileOpener
 
 if TYPE_CHECKING:
     from pixseek.embedding import DualEncoder, Encoder
+    from pixseek.indexer.text_reading import TextReader
     from pixseek.library import Library
+    from pixseek.service.text_reading import OcrChoice
     from pixseek.store.records import CollectionInfo
     from pixseek.store.repository import Store
     from pixseek.store.vector_index import VectorIndex
@@ -161,7 +163,10 @@ class RayIndexer(Indexer):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         save_vectors: Callable[[], None] = lambda: None,
         save_every_seconds: float = 300.0,
+        text_reader: TextReader | None = None,
     ):
+        # The actors embed without OCR; the collection's OCR (``text_reader``) reads their images
+        # afterwards, on this machine, as it reads images indexed before OCR was turned on.
         super().__init__(
             store,
             collection,
@@ -171,6 +176,7 @@ class RayIndexer(Indexer):
             max_pixels=max_pixels,
             save_vectors=save_vectors,
             save_every_seconds=save_every_seconds,
+            text_reader=text_reader,
         )
         self.spec = spec
         self.plan = plan
@@ -241,11 +247,13 @@ def ray_indexer(
     address: str | None = None,
     actors: int | None = None,
     init_options: Mapping[str, Any] | None = None,
+    ocr: OcrChoice | None = None,
 ) -> RayIndexer:
-    """The ``--ray`` counterpart of :meth:`Library.indexer`: same collection, index file and saving."""
+    """The ``--ray`` counterpart of :meth:`Library.indexer`: same collection, index file, OCR and
+    saving."""
     ray = connect(address, **(init_options or {}))
     settings = library.settings
-    collection = library.collection_for(encoder)
+    collection = library.ocr_collection(encoder, ocr)
     vectors = library.vectors(collection)
     plan = plan_actors(ray.cluster_resources(), actors)
     database_url = settings.resolved_database_url
@@ -272,4 +280,5 @@ def ray_indexer(
         plan=plan,
         batch_size=settings.batch_size,
         save_vectors=lambda: vectors.save(library.index_path(collection)),
+        text_reader=library.text_reader(collection),
     )

@@ -18,19 +18,25 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pixseek.embedding import Encoder
 from pixseek.indexer.preparation import DEFAULT_OPENER, PreparedFile, prepare_file
 from pixseek.indexer.run_writer import RunWriter
+from pixseek.indexer.text_reading import FileTextRead, TextReader
 from pixseek.indexer.walker import FileEntry, is_under, refuse_excluded, walk_images
 from pixseek.media.decode import DEFAULT_MAX_PIXELS
 from pixseek.media.files import FileOpener
-from pixseek.store.models import FOLDER_EXCLUDED, FOLDER_ROOT, STATUS_FAILED
+from pixseek.store.models import FOLDER_EXCLUDED, FOLDER_ROOT, STATUS_FAILED, STATUS_INDEXED
+from pixseek.store.ocr_queries import OcrReading
 from pixseek.store.records import CollectionInfo, KnownFile
 from pixseek.store.repository import Store
 from pixseek.store.vector_index import VectorIndex
 
 ProgressCallback = Callable[[int, int], None]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+OCR_WRITE_BATCH = 64  # images whose OCR words one transaction records during a backfill
 
 
 @dataclass
@@ -44,6 +50,10 @@ class IndexReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     # Folders the walk could not list (path, reason): their images are neither indexed nor swept.
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # OCR (a collection indexed with --ocr): pictures read, and those it could not read (path, why);
+    # such a picture is still indexed and searchable by its meaning, only without its words.
+    text_read: int = 0
+    text_unread: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -57,10 +67,11 @@ class IndexReport:
 
     def merge(self, other: IndexReport) -> IndexReport:
         """This report plus ``other``'s counts and lists (several rescans answering one job)."""
-        for name in ("scanned", "unchanged", "embedded", "moved", "copied", "removed"):
+        for name in ("scanned", "unchanged", "embedded", "moved", "copied", "removed", "text_read"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.extend(other.failed)
         self.unreadable.extend(other.unreadable)
+        self.text_unread.extend(other.text_unread)
         self.seconds += other.seconds
         return self
 
@@ -87,6 +98,7 @@ class Indexer:
         save_vectors: Callable[[], None] = lambda: None,
         save_every_seconds: float = 300.0,
         opener: FileOpener | None = None,
+        text_reader: TextReader | None = None,
     ):
         self.store = store
         self.collection = collection
@@ -98,21 +110,30 @@ class Indexer:
         self.save_vectors = save_vectors
         self.save_every_seconds = save_every_seconds
         self.opener = opener or DEFAULT_OPENER  # a server's is confined to its library roots
+        self.text_reader = text_reader  # OCR, when the collection records it (index --ocr)
 
     # ---- worker side -------------------------------------------------------------------------
     def _prepare(self, entry: FileEntry) -> PreparedFile:
-        return prepare_file(entry, self.store, self.collection.id, self.encoder, self.max_pixels, self.opener)
+        return prepare_file(
+            entry,
+            self.store,
+            self.collection.id,
+            self.encoder,
+            self.max_pixels,
+            self.opener,
+            self.text_reader,
+        )
 
-    def _prepared_stream(
-        self, pool: ThreadPoolExecutor, entries: Sequence[FileEntry]
-    ) -> Generator[PreparedFile, None, None]:
-        """Results in input order, with a bounded number of files in flight (a few batches ahead)."""
+    def _ordered(
+        self, pool: ThreadPoolExecutor, work: Callable[[Item], Result], items: Iterable[Item]
+    ) -> Generator[Result, None, None]:
+        """``work`` of each item in input order, with a bounded number in flight (a few batches
+        ahead of the writer, never the whole run's files queued at once)."""
         ahead = max(self.batch_size * 3, self.workers * 4)
-        pending: deque[Future[PreparedFile]] = deque()
-        source = iter(entries)
+        pending: deque[Future[Result]] = deque()
         try:
-            for entry in source:
-                pending.append(pool.submit(self._prepare, entry))
+            for item in items:
+                pending.append(pool.submit(work, item))
                 if len(pending) >= ahead:
                     yield pending.popleft().result()
             while pending:
@@ -128,7 +149,7 @@ class Indexer:
         with (
             ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-decode") as pool,
             # Closed explicitly so that on Ctrl-C the queued files are cancelled, not decoded.
-            contextlib.closing(self._prepared_stream(pool, todo)) as stream,
+            contextlib.closing(self._ordered(pool, self._prepare, todo)) as stream,
         ):
             yield stream
 
@@ -272,8 +293,53 @@ class Indexer:
             if sweep:
                 walked = {str(entry.path) for entry in entries}
                 run.sweep(path for path in known if path not in walked)
+            if self.text_reader is not None:
+                self._read_texts([str(entry.path) for entry in entries], report, progress, run.total)
         finally:
             if save:
                 self.save_vectors()
             report.seconds = time.perf_counter() - started
         return report
+
+    def _read_texts(
+        self, paths: Sequence[str], report: IndexReport, progress: ProgressCallback | None, done: int
+    ) -> None:
+        """OCR for the indexed images among ``paths`` that the collection's OCR has not read yet
+        (indexed before OCR was turned on or its languages changed, copies of unread originals,
+        images embedded by Ray actors): each file is read and decoded again, since its vector is
+        already stored. The progress bar goes on past the files embedded, one step per image."""
+        reader = self.text_reader
+        assert reader is not None
+        rows = self.store.known_paths(self.collection.id, paths)
+        todo = [
+            (row.id, path)
+            for path, row in rows.items()
+            if row.status == STATUS_INDEXED and row.ocr != reader.signature
+        ]
+        if not todo:
+            return
+        total = done + len(todo)
+
+        def read(item: tuple[int, str]) -> FileTextRead:
+            return reader.read_file(item[0], item[1], self.opener, self.max_pixels)
+
+        readings: dict[int, OcrReading] = {}
+        with (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="pixseek-ocr") as pool,
+            contextlib.closing(self._ordered(pool, read, todo)) as results,
+        ):
+            for position, result in enumerate(results, start=1):
+                if result.read is None:
+                    report.text_unread.append((result.path, result.error or "unreadable"))
+                else:
+                    readings[result.image_id] = result.read.reading
+                    report.text_read += 1
+                    if result.read.note:
+                        report.text_unread.append((result.path, result.read.note))
+                if len(readings) >= OCR_WRITE_BATCH:
+                    self.store.record_ocr(readings)
+                    readings = {}
+                if progress:
+                    progress(done + position, total)
+            if readings:
+                self.store.record_ocr(readings)

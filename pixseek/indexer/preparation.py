@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pixseek.embedding import Encoder
+from pixseek.indexer.text_reading import OCR_MIN_SIDE, TextReader
 from pixseek.indexer.walker import FileEntry
 from pixseek.media.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from pixseek.media.errors import DecodeError
@@ -43,6 +44,7 @@ class PreparedFile:
     error: str | None = None
     vanished: bool = False
     vector: np.ndarray | None = None
+    ocr_note: str = ""  # why OCR could not read the picture, when it was asked to and could not
 
 
 def _facts(entry: FileEntry, digest: str | None, decoded: DecodedImage | None = None) -> FileFacts:
@@ -71,6 +73,7 @@ def prepare_file(
     encoder: Encoder,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     opener: FileOpener = DEFAULT_OPENER,
+    text_reader: TextReader | None = None,
 ) -> PreparedFile:
     """Read, hash and (unless an indexed image has the same content) decode and preprocess one file.
 
@@ -78,6 +81,7 @@ def prepare_file(
     and model (a Ray actor) applies exactly the rules of the local decode pool. The file is read
     through ``opener``: one open, checked on its descriptor, so a file replaced since the walk by a
     FIFO, a device, an oversized file or (when confined) a symlink fails alone, with its reason.
+    With ``text_reader``, OCR reads the decoded pixels too (decoded larger for it: OCR_MIN_SIDE).
     """
     try:
         data = opener.read(entry.path)
@@ -91,12 +95,19 @@ def prepare_file(
     candidates = store.indexed_by_hash(collection_id, [digest]).get(digest)
     if candidates:
         return PreparedFile(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
+    min_side = encoder.image_min_side if text_reader is None else max(encoder.image_min_side, OCR_MIN_SIDE)
     try:
-        decoded = decode_image(data, min_side=encoder.image_min_side, max_pixels=max_pixels)
+        decoded = decode_image(data, min_side=min_side, max_pixels=max_pixels)
         pixels = encoder.preprocess_image(decoded.image)
     except DecodeError as error:
         return PreparedFile(entry, _facts(entry, digest), error=error.reason)
     except Exception as error:  # a processor bug on one odd image must not stop the run
         log.exception("preprocessing %s failed", entry.path)
         return PreparedFile(entry, _facts(entry, digest), error=f"preprocessing failed: {error}")
-    return PreparedFile(entry, _facts(entry, digest, decoded), pixels=pixels)
+    facts = _facts(entry, digest, decoded)
+    if text_reader is None:
+        return PreparedFile(entry, facts, pixels=pixels)
+    read = text_reader.read(decoded)
+    texts = facts.texts if read.reading.text is None else (*facts.texts, read.reading.text)
+    facts = replace(facts, texts=texts, ocr=read.reading.signature)
+    return PreparedFile(entry, facts, pixels=pixels, ocr_note=read.note)

@@ -57,6 +57,10 @@ class RunWriter:
             return
         if old is not None and not self._is_own_row(prepared, old):
             self.batch.deleted.append(old.id)  # content changed: the new vector gets a new id
+        if facts.ocr is not None:  # OCR read the picture in its decoding thread
+            self.report.text_read += 1
+        if prepared.ocr_note:
+            self.report.text_unread.append((facts.path, prepared.ocr_note))
         if prepared.error is not None:
             self.batch.failed.append((facts, prepared.error))
             self.report.failed.append((facts.path, prepared.error))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixseek.service import folders
-from pixseek.store.records import CollectionInfo, IndexDescription, SavedIndexSummary
+from pixseek.store.records import CollectionInfo, IndexDescription, OcrSetting, SavedIndexSummary
 from pixseek.store.repository import Store
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ class CollectionSummary:
     roots: list[str]
     excluded: list[str]
     failures: list[tuple[str, str]]
+    ocr: OcrSetting | None = None  # what `index --ocr` recorded
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class LiveCollection:
     vectors: int  # searchable now
     index: IndexDescription  # the loaded index
     excluded: list[str]  # what `pixseek rm` keeps out (absolute paths)
+    ocr: OcrSetting | None = None  # what `index --ocr` recorded
 
 
 def summaries(store: Store, index_path: Callable[[CollectionInfo], Path]) -> list[CollectionSummary]:
@@ -77,6 +79,7 @@ def summaries(store: Store, index_path: Callable[[CollectionInfo], Path]) -> lis
                 roots=folders.roots(store, info),
                 excluded=folders.exclusions(store, info),
                 failures=store.failures(info.id),
+                ocr=info.ocr,
             )
         )
     return result
@@ -94,4 +97,5 @@ def live(store: Store, collection: CollectionInfo, vectors: VectorIndex) -> Live
         vectors=len(vectors),
         index=vectors.describe(),
         excluded=folders.exclusions(store, collection),
+        ocr=collection.ocr,
     )

@@ -48,6 +48,10 @@ class Collection(Base):
     # records the generation it reflects, so a matching pair skips reconciliation on open.
     generation: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # OCR at index time (revision 0005): the engine and comma-separated languages every indexing
+    # run of this collection reads images with; NULL: no OCR.
+    ocr_engine: Mapped[str | None] = mapped_column(String(16))
+    ocr_languages: Mapped[str | None] = mapped_column(String(200))
 
 
 class ImageRecord(Base):
@@ -81,6 +85,9 @@ class ImageRecord(Base):
     # duplicate finding's second check. NULL for rows indexed before revision 0003, until
     # `pixseek duplicates` needs it and computes it.
     perceptual_hash: Mapped[int | None] = mapped_column(BigInteger)
+    # Which OCR read this picture ("engine:languages", pixseek.store.records.ocr_signature); NULL:
+    # none did. A run with OCR on reads exactly the rows whose value differs from the collection's.
+    ocr: Mapped[str | None] = mapped_column(String(220))
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
 

@@ -22,6 +22,32 @@ class CollectionInfo:
     dim: int
     precision: str
     generation: int
+    # OCR at index time: the concrete engine and the languages it reads (none: no OCR).
+    ocr_engine: str | None = None
+    ocr_languages: tuple[str, ...] = ()
+
+    @property
+    def ocr(self) -> OcrSetting | None:
+        """The collection's OCR, as status reports show it (None: no OCR)."""
+        return OcrSetting(self.ocr_engine, self.ocr_languages) if self.ocr_engine else None
+
+    @property
+    def ocr_signature(self) -> str | None:
+        """What an image read by this collection's OCR records (``images.ocr``); None: no OCR."""
+        return ocr_signature(self.ocr_engine, self.ocr_languages) if self.ocr_engine else None
+
+
+@dataclass(frozen=True)
+class OcrSetting:
+    """The OCR a collection's indexing runs apply: engine and languages (``index --ocr``)."""
+
+    engine: str
+    languages: tuple[str, ...]
+
+
+def ocr_signature(engine: str, languages: Sequence[str]) -> str:
+    """``engine:lang+lang``: an image read with another engine or other languages is read again."""
+    return f"{engine}:{'+'.join(languages)}"
 
 
 @dataclass(frozen=True)
@@ -31,6 +57,7 @@ class KnownFile:
     mtime_ns: int
     content_hash: str | None
     status: str
+    ocr: str | None = None  # the OCR signature that read it (images.ocr)
 
 
 # Where a keyword text of an image comes from (image_texts.source).
@@ -110,6 +137,7 @@ class FileFacts:
     # Its searchable texts besides the path words, which the store derives itself: EXIF/XMP
     # description, title and keywords, and OCR text when an OCR step ran before the batch.
     texts: tuple[KeywordText, ...] = ()
+    ocr: str | None = None  # the OCR signature that read it, when the texts hold its OCR text
 
     def with_metadata_of(self, source: object) -> FileFacts:
         """These facts with the image metadata of ``source``: a decoded image's metadata, or the
@@ -118,6 +146,7 @@ class FileFacts:
         hashes the pixels), and these facts keep theirs."""
         values = {name: getattr(source, name) for name in IMAGE_METADATA}
         values["perceptual_hash"] = getattr(source, "perceptual_hash", self.perceptual_hash)
+        values["ocr"] = getattr(source, "ocr", self.ocr)  # a copy is read when its original was
         return replace(self, **values)
 
 

@@ -26,6 +26,7 @@ from pixseek.store.models import (
     ImageRecord,
     ImageText,
 )
+from pixseek.store.ocr_queries import OcrQueries
 from pixseek.store.query_parts import (
     FOLDER_CHUNK,
     ID_CHUNK,
@@ -69,11 +70,19 @@ def _columns(facts: FileFacts) -> dict[str, object]:
 
 def _info(row: Collection) -> CollectionInfo:
     return CollectionInfo(
-        row.id, row.name, row.model_id, row.model_fingerprint, row.dim, row.precision, row.generation
+        row.id,
+        row.name,
+        row.model_id,
+        row.model_fingerprint,
+        row.dim,
+        row.precision,
+        row.generation,
+        ocr_engine=row.ocr_engine,
+        ocr_languages=tuple(row.ocr_languages.split(",")) if row.ocr_languages else (),
     )
 
 
-class Store(DuplicateQueries, KeywordQueries):
+class Store(DuplicateQueries, KeywordQueries, OcrQueries):
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = Sessions(engine)
@@ -194,6 +203,7 @@ class Store(DuplicateQueries, KeywordQueries):
             ImageRecord.mtime_ns,
             ImageRecord.content_hash,
             ImageRecord.status,
+            ImageRecord.ocr,
         )
         found: dict[str, KnownFile] = {}
         with self._session() as session:
@@ -218,6 +228,7 @@ class Store(DuplicateQueries, KeywordQueries):
             ImageRecord.mtime_ns,
             ImageRecord.content_hash,
             ImageRecord.status,
+            ImageRecord.ocr,
         )
         found: dict[str, KnownFile] = {}
         unique = list(dict.fromkeys(files))

@@ -460,7 +460,7 @@ function rankedBy(result) {
 function card(result) {
   const image = result.image;
   return h("li", { className: "card" },
-    h("button", { type: "button", className: "thumb", title: fullName(image), onclick: () => openViewer(image) },
+    h("button", { type: "button", className: "thumb", title: fullName(image), onclick: () => openViewer(image, result.matches) },
       h("img", {
         src: image.thumbnail_url,
         srcset: `${withParams(image.thumbnail_url, { size: 256 })} 1x, ${withParams(image.thumbnail_url, { size: 512 })} 2x`,
@@ -496,21 +496,29 @@ function metadataRows(image) {
   return rows;
 }
 
-function openViewer(image) {
+/** The viewer on an image; ``matches``: what a search matched in its texts (OCR words are boxed). */
+function openViewer(image, matches = []) {
   const viewer = $("#viewer");
   const img = $("#viewer-img");
   img.alt = fullName(image);
   img.src = withParams(image.thumbnail_url, { size: 512 });  // fast preview, any format
   if (BROWSER_FORMATS.has(image.format)) {  // then the original, when the browser can show it
     const original = new Image();
-    original.onload = () => { if (img.alt === fullName(image)) img.src = original.src; };
+    original.onload = () => {
+      if (img.alt !== fullName(image)) return;
+      viewerState.natural = { width: original.naturalWidth, height: original.naturalHeight };
+      img.src = original.src;
+    };
     original.src = new URL(image.file_url, document.baseURI).href;
   }
   $("#viewer-title").textContent = baseName(image.path);
   $("#viewer-meta").replaceChildren(...metadataRows(image).flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
   $("#viewer-file").href = image.file_url;
   viewerState.image = image;
+  viewerState.matches = matches || [];
+  viewerState.natural = null;
   setRegion(null);
+  showWords();
   viewer.showModal();
   $("#viewer-close").focus();
 }
@@ -519,7 +527,7 @@ function openViewer(image) {
 // The box is kept in fractions of the shown image, which the API reads against the upright
 // original: how large the image is displayed does not matter.
 const MIN_REGION = 0.02;  // of each side: a smaller box is taken for a click
-const viewerState = { image: null, region: null };
+const viewerState = { image: null, region: null, matches: [], natural: null };
 const clamp01 = (value) => Math.min(1, Math.max(0, value));
 const round4 = (value) => Math.round(value * 10000) / 10000;
 
@@ -582,6 +590,50 @@ function bindRegion() {
     setRegion(region.width >= MIN_REGION && region.height >= MIN_REGION ? region : null);
   });
   stage.addEventListener("pointercancel", () => { start = null; setRegion(null); });
+}
+
+// ---- the viewer's word highlights: the OCR words a search matched, boxed on the image -----------
+// The API gives each OCR word's box in pixels of the upright full-size image; as fractions of the
+// image's width and height it is placed in percentages of the stage, as the region box is, so it
+// stays on its word whatever size the image is shown at (a resized window, the preview swapped
+// for the original). Other matches (file name, path, metadata) have no place on the image.
+const percentOf = (value) => `${round4(value) * 100}%`;
+
+function formatConfidence(confidence) {
+  return confidence == null ? "confidence unknown" : `${Math.round(confidence * 100)}% confidence`;
+}
+
+/** The boxed OCR words of ``matches`` as {text, confidence, x, y, width, height} in fractions. */
+function wordBoxes(matches, width, height) {
+  if (!(width > 0 && height > 0)) return [];
+  return matches.filter((m) => m.source === "ocr" && Array.isArray(m.box) && m.box.length === 4).map((m) => {
+    const [left, top, right, bottom] = m.box.map(Number);
+    const x = clamp01(left / width), y = clamp01(top / height);
+    return { text: m.text, confidence: m.confidence, x, y, width: clamp01(right / width) - x, height: clamp01(bottom / height) - y };
+  }).filter((box) => box.width > 0 && box.height > 0);
+}
+
+/** Draws the viewer's word boxes (once its image has loaded), lists the words, and hides the
+ * boxes while the checkbox is off. */
+function showWords() {
+  const image = viewerState.image;
+  const img = $("#viewer-img");
+  const size = viewerState.natural || {};  // the original's own size, when the index lacks it
+  const boxes = image ? wordBoxes(viewerState.matches, image.width || size.width, image.height || size.height) : [];
+  const loaded = img.complete && img.naturalWidth > 0;
+  $("#viewer-words").hidden = boxes.length === 0;
+  $("#viewer-marks").hidden = !boxes.length || !loaded || !$("#viewer-words-toggle").checked;
+  $("#viewer-words-list").replaceChildren(...boxes.map((box) =>
+    h("li", {}, h("span", { className: "word" }, `“${box.text}”`), ` ${formatConfidence(box.confidence)}`)));
+  $("#viewer-marks").replaceChildren(...boxes.map((box) => {
+    const label = `Matched word “${box.text}”, ${formatConfidence(box.confidence)}`;
+    const mark = h("div", { className: "word-mark", tabIndex: 0, title: label, "aria-label": label, "data-label": label });
+    mark.setAttribute("role", "img");
+    Object.assign(mark.style, {  // CSSOM, which the page's CSP (no inline styles) allows
+      left: percentOf(box.x), top: percentOf(box.y), width: percentOf(box.width), height: percentOf(box.height),
+    });
+    return mark;
+  }));
 }
 
 // ---- input: form, file, drop, paste ----------------------------------------------------------
@@ -699,9 +751,13 @@ function bindInputs() {
   viewer.addEventListener("click", (event) => { if (event.target === viewer && downOnBackdrop) viewer.close(); });
   viewer.addEventListener("close", () => {
     $("#viewer-img").removeAttribute("src");
-    viewerState.image = null;
+    Object.assign(viewerState, { image: null, matches: [], natural: null });
     setRegion(null);
+    showWords();
   });
+  // The word boxes wait for the image (the preview, then the original, may load late).
+  $("#viewer-img").addEventListener("load", showWords);
+  $("#viewer-words-toggle").addEventListener("change", showWords);
   $("#viewer-like").addEventListener("click", () => {
     const chip = viewerChip(1);
     viewer.close();
