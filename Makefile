@@ -41,6 +41,8 @@ bench: bench-deps
 	$(call run_bench,ray-indexing-quick,bench_ray_indexing.py,--quick)
 	$(call run_bench,duplicates-quick,bench_duplicates.py,--quick)
 	$(call run_bench,ocr-quick,bench_ocr.py,--quick)
+	$(call run_bench,indexing-ocr-quick,bench_indexing.py,--quick --paths pixseek$(comma)pixseek-ocr --corpus text)
+	$(call run_bench,serve-workers-quick,bench_serve_workers.py,--quick)
 
 bench-full: bench-deps
 	$(call run_bench,query,bench_query.py,)
@@ -53,3 +55,6 @@ bench-full: bench-deps
 	$(call run_bench,ray-indexing,bench_ray_indexing.py,)
 	$(call run_bench,duplicates,bench_duplicates.py,)
 	$(call run_bench,ocr,bench_ocr.py,)
+	$(call run_bench,indexing-ocr-text,bench_indexing.py,--paths pixseek$(comma)pixseek-ocr --corpus text --precisions auto)
+	$(call run_bench,indexing-ocr-photos,bench_indexing.py,--paths pixseek$(comma)pixseek-ocr --precisions auto)
+	$(call run_bench,serve-workers,bench_serve_workers.py,)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pixseek.vocabulary import IndexKind, Precision, RerankChoice
 
 DEFAULT_MODEL = "clip"
+DEFAULT_COLLECTION = "default"  # the collection used when none is named and none is active
 CUTOFF_Z = 3.0  # measured on the trained shapes model: docs/search.md, "Adaptive cutoff"
 # Measured on a labelled near-duplicate set (docs/search.md, "Duplicates").
 DUPLICATE_THRESHOLD = 0.9
@@ -47,7 +48,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite file in the data directory"
     )
-    collection: str = "default"
+    collection: str | None = Field(
+        default=None,
+        description="collection to use; default: the active one (`pixseek collections activate`), "
+        f"else {DEFAULT_COLLECTION!r}",
+    )
     model: str | None = Field(
         default=None,
         description=f"preset, hub id or local dir; default: the collection's own model, else {DEFAULT_MODEL}",
@@ -89,6 +94,13 @@ class Settings(BaseSettings):
     # candidate, kept when the perceptual hashes differ in at most this many of 64 bits.
     duplicate_threshold: float = Field(default=DUPLICATE_THRESHOLD, gt=0, le=1)
     duplicate_max_distance: int = Field(default=DUPLICATE_MAX_DISTANCE, ge=0, le=64)
+    # Sharded search (pixseek.distributed.sharded_serving, docs/distributed.md "Sharded serving").
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster whose shard actors answer searches instead of the local index "
+        "(PIXSEEK_RAY_ADDRESS): auto, HOST:6379, ray://HOST:10001, or local (a Ray on this machine); "
+        "indexing still writes SQL and the local index, and the shards catch up from SQL",
+    )
 
     @field_validator("memory_budget")
     @classmethod

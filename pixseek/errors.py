@@ -7,3 +7,8 @@ class PixseekError(RuntimeError):
 
 class NotFoundError(PixseekError):
     """A collection, image or path the request names does not exist."""
+
+
+class ConflictError(PixseekError):
+    """The request conflicts with the current state: a name already taken, a collection still
+    building, the active collection deleted (the API answers 409)."""

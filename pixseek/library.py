@@ -17,15 +17,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pixseek.config import DEFAULT_MODEL, Settings
+from pixseek.config import DEFAULT_COLLECTION, DEFAULT_MODEL, Settings
 from pixseek.errors import NotFoundError, PixseekError
 from pixseek.indexer.walker import refuse_excluded
 from pixseek.lazy import lazy_attributes
-from pixseek.service import duplicates, folders, hybrid_search, index_files, reranking, searching, summary
+from pixseek.service import (
+    collections,
+    duplicates,
+    folders,
+    hybrid_search,
+    index_files,
+    reranking,
+    searching,
+    summary,
+)
+from pixseek.service.collections import CollectionEntry
 from pixseek.service.duplicates import DuplicateGroup, DuplicateReport
 from pixseek.service.folders import Removal
 from pixseek.service.images import IndexedImage, indexed_image
@@ -41,7 +52,8 @@ from pixseek.vocabulary import Cutoff, SearchMode, SortOrder
 if TYPE_CHECKING:
     from PIL import Image
 
-    from pixseek.embedding import DualEncoder
+    from pixseek.distributed.sharded_serving import ShardedSearch
+    from pixseek.embedding import DualEncoder, Encoder
     from pixseek.indexer.pipeline import Indexer, IndexReport
     from pixseek.indexer.text_reading import TextReader
     from pixseek.indexer.watch import Watcher, WatcherState, WatchOptions
@@ -49,10 +61,12 @@ if TYPE_CHECKING:
     from pixseek.search.query import Crop, QueryTerm
     from pixseek.search.rerank import CachedScorer, FillReport, RerankedSearch
     from pixseek.search.searcher import Searcher, SearchHit
+    from pixseek.search.vector_search import VectorSearch
     from pixseek.service.serving import Serving
     from pixseek.store.vector_index import VectorIndex
 
 __all__ = [
+    "CollectionEntry",
     "CollectionMismatchError",
     "CollectionSummary",
     "DatabaseError",
@@ -92,6 +106,13 @@ __getattr__ = lazy_attributes(
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+def check_collection_name(name: str) -> str:
+    """``name`` if it can name a collection (and its index folder), else a one-line error."""
+    if not _COLLECTION_NAME.match(name):
+        raise PixseekError(f"invalid collection name {name!r}: use letters, digits, '_', '.', '-'")
+    return name
+
+
 class Library:
     def __init__(
         self,
@@ -109,12 +130,12 @@ class Library:
         library roots); default: anywhere, up to the configured ``max_file_size``."""
         self.settings = settings or Settings()
         self.background_maintenance = background_maintenance or serving
-        if not _COLLECTION_NAME.match(self.settings.collection):
-            raise PixseekError(
-                f"invalid collection name {self.settings.collection!r}: use letters, digits, '_', '.', '-'"
-            )
+        if self.settings.collection is not None:
+            check_collection_name(self.settings.collection)
         self._opener = opener
         self._vectors: VectorIndex | None = None
+        self._sharded: ShardedSearch | None = None  # with settings.ray_address: what searches use
+        self._sharded_lock = threading.Lock()
         self._search_encoder: tuple[tuple[int, str, str | None], DualEncoder] | None = None
         self._serving: Serving | None = None
         self._text_readers = TextReaders()
@@ -124,12 +145,23 @@ class Library:
             self._serving = Serving(self)
 
     @functools.cached_property
+    def collection_name(self) -> str:
+        """The collection this library works on: the one named (``-c``), else the active one
+        (``pixseek collections activate``), else ``default``. Resolved once: a long-running process
+        that must follow activation asks the store itself (pixseek.api.collections)."""
+        if self.settings.collection is not None:
+            return self.settings.collection
+        return self.store.active_collection_name() or DEFAULT_COLLECTION
+
+    @functools.cached_property
     def store(self) -> Store:
         return open_store(self.settings)
 
     def close(self) -> None:
         if self._serving is not None:
             self._serving.close()
+        if self._sharded is not None:
+            self._sharded.close()
         self._text_readers.close()
         if "store" in self.__dict__:
             self.store.close()
@@ -146,7 +178,7 @@ class Library:
         one the collection was built with, else the default preset."""
         if self.settings.model:
             return self.settings.model
-        existing = self.store.collection(self.settings.collection)
+        existing = self.store.collection(self.collection_name)
         return existing.model_id if existing is not None else DEFAULT_MODEL
 
     def load_encoder(self, model: str | None = None) -> DualEncoder:
@@ -157,16 +189,14 @@ class Library:
         )
 
     def collection(self) -> CollectionInfo:
-        info = self.store.collection(self.settings.collection)
+        info = self.store.collection(self.collection_name)
         if info is None:
-            raise NotFoundError(
-                f"no collection {self.settings.collection!r} yet: run `pixseek index PATH` first"
-            )
+            raise NotFoundError(f"no collection {self.collection_name!r} yet: run `pixseek index PATH` first")
         return info
 
     def collection_for(self, encoder: DualEncoder) -> CollectionInfo:
         return self.store.ensure_collection(
-            self.settings.collection,
+            self.collection_name,
             model_id=encoder.model_id,
             fingerprint=encoder.fingerprint,
             dim=encoder.dim,
@@ -186,18 +216,18 @@ class Library:
     # ---- the folders a collection was indexed from, and those `rm` keeps out --------------------
     def roots(self, collection: CollectionInfo | None = None) -> list[str]:
         """Folders the collection was indexed from (``serve`` serves these when given no --root)."""
-        return folders.roots(self.store, collection or self.store.collection(self.settings.collection))
+        return folders.roots(self.store, collection or self.store.collection(self.collection_name))
 
     def exclusions(self, collection: CollectionInfo | None = None) -> list[str]:
         """Paths ``pixseek rm`` removed: index, watch and serve keep them out."""
-        return folders.exclusions(self.store, collection or self.store.collection(self.settings.collection))
+        return folders.exclusions(self.store, collection or self.store.collection(self.collection_name))
 
     def check_index_paths(self, paths: Sequence[Path]) -> None:
         """Before a model loads: every path exists and none is kept out by ``pixseek rm``."""
         for path in paths:
             if not path.exists():
                 raise FileNotFoundError(f"no such file or folder: {path}")
-        refuse_excluded(paths, self.exclusions(), self.settings.collection)
+        refuse_excluded(paths, self.exclusions(), self.collection_name)
 
     def remove(self, paths: Sequence[Path | str]) -> Removal:
         """Images at or under ``paths`` leave the collection (files stay on disk), and the paths are
@@ -218,8 +248,40 @@ class Library:
     def live_collection(self) -> LiveCollection | None:
         """The configured collection with its loaded index (loading it if need be), or None before
         anything is indexed: what a server's status reports."""
-        collection = self.store.collection(self.settings.collection)
+        collection = self.store.collection(self.collection_name)
         return None if collection is None else summary.live(self.store, collection, self.vectors(collection))
+
+    # ---- collections beside each other: build, activate, remove -------------------------------
+    def active_collection_name(self) -> str:
+        """The collection commands and servers use when none is named."""
+        return self.store.active_collection_name() or DEFAULT_COLLECTION
+
+    def collection_entries(self) -> list[CollectionEntry]:
+        return collections.entries(self.store, self.active_collection_name())
+
+    def plan_build(self, encoder: DualEncoder, roots: Sequence[Path] = ()) -> collections.BuildPlan:
+        """This library's collection, created for ``encoder`` to be built beside the active one
+        (or found half-built, to resume); see :mod:`pixseek.service.collections`."""
+        return collections.plan_build(self, encoder, roots, donor_name=self.active_collection_name())
+
+    def build(
+        self, plan: collections.BuildPlan, progress: Callable[[int, int], None] | None = None
+    ) -> IndexReport:
+        return collections.build(self, plan, progress)
+
+    def activate(self, name: str) -> None:
+        """Make ``name`` the active collection for every command and server process."""
+        check_collection_name(name)
+        self.store.activate_collection(name)
+
+    def check_removable(self, name: str) -> None:
+        """A one-line error unless ``name`` exists and is not the active collection."""
+        collections.check_removable(self.store, name, self.active_collection_name())
+
+    def remove_collection(self, name: str) -> None:
+        """Delete ``name`` unless it is the active collection."""
+        self.check_removable(name)
+        self.drop(name)
 
     def drop(self, name: str) -> None:
         """Delete collection ``name``, its recorded folders and its vector index (files stay)."""
@@ -242,6 +304,27 @@ class Library:
         if self._vectors is None:
             return self.open_vectors(collection)[0]
         return self._vectors
+
+    def search_vectors(self, collection: CollectionInfo) -> VectorSearch:
+        """What searches rank with: the local index (:meth:`vectors`), or with ``ray_address`` set
+        the collection's shards on that Ray cluster (:mod:`pixseek.distributed.sharded_serving`:
+        started on first use, each loading its share from SQL, caught up with SQL before each
+        search). Indexing always writes SQL and the local index; shards only read."""
+        if self.settings.ray_address is None:
+            return self.vectors(collection)
+        return self.sharded_search(collection)
+
+    def sharded_search(self, collection: CollectionInfo) -> ShardedSearch:
+        """The collection's shards on the ``ray_address`` cluster (one set per library)."""
+        from pixseek.distributed.sharded_serving import ShardedSearch
+
+        assert self.settings.ray_address is not None
+        with self._sharded_lock:
+            if self._sharded is None or self._sharded.collection_id != collection.id:
+                if self._sharded is not None:
+                    self._sharded.close()
+                self._sharded = ShardedSearch(self, collection, self.settings.ray_address)
+            return self._sharded
 
     def open_vectors(self, collection: CollectionInfo) -> tuple[VectorIndex, int, int]:
         """(Re)load the index from disk and bring it in step with SQL: (index, added, removed)."""
@@ -276,7 +359,7 @@ class Library:
     def check_ocr(self, choice: OcrChoice) -> None:
         """Load the OCR engine ``choice`` asks for, before a model loads: a missing ``ocr`` extra
         or language data is a one-line error at once, not after minutes of model loading."""
-        self._text_readers.for_choice(choice, self.store.collection(self.settings.collection))
+        self._text_readers.for_choice(choice, self.store.collection(self.collection_name))
 
     def indexer(
         self, encoder: DualEncoder, opener: FileOpener | None = None, ocr: OcrChoice | None = None
@@ -302,10 +385,11 @@ class Library:
 
     def ocr_collection(self, encoder: DualEncoder, ocr: OcrChoice | None) -> CollectionInfo:
         """The collection ``encoder`` indexes into, with ``ocr`` recorded on it when asked for."""
-        collection = self.collection_for(encoder)
         if ocr is None or not ocr.asked:
-            return collection
-        return record_choice(self.store, collection, self._text_readers.for_choice(ocr, collection))
+            return self.collection_for(encoder)
+        # The engine loads first: a missing extra or an unknown language creates no collection.
+        reader = self._text_readers.for_choice(ocr, self.store.collection(self.collection_name))
+        return record_choice(self.store, self.collection_for(encoder), reader)
 
     def text_reader(self, collection: CollectionInfo) -> TextReader | None:
         """The OCR the collection records, loaded once per library (None: it has none)."""
@@ -337,11 +421,15 @@ class Library:
         """A first-stage searcher of the collection (a serving library's is shared and batched)."""
         from pixseek.search.searcher import Searcher
 
-        if self._serving is not None and model is None:
+        if self._serving is not None and model is None and self.settings.ray_address is None:
             return self._serving.searcher()
         collection = self.collection()
-        encoder = functools.partial(self._query_encoder, collection, model)
-        return Searcher(self.store, collection, self.vectors(collection), encoder, self.file_opener())
+        encoder: Callable[[], Encoder] = functools.partial(self._query_encoder, collection, model)
+        if self.settings.ray_address is None:
+            return Searcher(self.store, collection, self.vectors(collection), encoder, self.file_opener())
+        if self._serving is not None and model is None:  # sharded: the server's shared model still
+            encoder = self._serving.query_encoder
+        return self.sharded_search(collection).searcher(collection, encoder, self.file_opener())
 
     def _query_encoder(self, collection: CollectionInfo, model: str | None) -> DualEncoder:
         """The collection's model, loaded on a searcher's first query and kept for the next

@@ -136,7 +136,13 @@ def test_api_routes_answer_405_with_their_own_allow_and_the_page_is_served(clien
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page.text)
-    assets_expected = ["static/app.js", "static/duplicates.js", "static/favicon.svg", "static/style.css"]
+    assets_expected = [
+        "static/app.js",
+        "static/collections.js",
+        "static/duplicates.js",
+        "static/favicon.svg",
+        "static/style.css",
+    ]
     assert sorted(assets) == assets_expected
     for asset in assets:
         assert client.get(f"/{asset}").status_code == 200, asset

@@ -23,3 +23,23 @@ def test_rrf_ties_break_by_best_rank_then_id_and_weights_tilt_the_order() -> Non
     with pytest.raises(ValueError, match="k must be"):
         reciprocal_rank_fusion({"semantic": [1]}, k=-1)
     assert reciprocal_rank_fusion({}) == [] and reciprocal_rank_fusion({"keyword": []}) == []
+
+
+def test_rrf_prefer_breaks_exact_ties_by_that_lists_rank_before_the_id() -> None:
+    # 9 only in the keyword list and 1 only in the semantic list, both at rank 1: the same sum and
+    # the same best rank; hybrid search prefers the keyword list's image (docs/search.md, measured).
+    lists = {"semantic": [1, 2], "keyword": [9]}
+    assert [f.id for f in reciprocal_rank_fusion(lists)] == [1, 9, 2]  # without: the lower id
+    assert [f.id for f in reciprocal_rank_fusion(lists, prefer="keyword")] == [9, 1, 2]
+    mirrored = {"semantic": [7, 8], "keyword": [8, 7]}  # 7 and 8 tie on score and best rank
+    assert [f.id for f in reciprocal_rank_fusion(mirrored, prefer="keyword")] == [8, 7]
+    assert [f.id for f in reciprocal_rank_fusion(mirrored, prefer="semantic")] == [7, 8]
+    # A real score difference still wins over the preference; an unknown name changes nothing.
+    assert [
+        f.id for f in reciprocal_rank_fusion({"semantic": [1, 3], "keyword": [2, 3]}, prefer="keyword")
+    ] == [
+        3,
+        2,
+        1,
+    ]
+    assert [f.id for f in reciprocal_rank_fusion(lists, prefer="exif")] == [1, 9, 2]

@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select, text
 from pixseek.config import Settings
 from pixseek.library import Library
 from pixseek.media.decode import decode_image
+from pixseek.store import keyword_queries
 from pixseek.store.database import _alembic_config, create_store_engine, head_revision
 from pixseek.store.keyword_terms import MAX_TERMS, filename_terms, folder_terms, query_groups, terms
 from pixseek.store.models import Collection, ImageRecord, ImageText
@@ -341,6 +342,64 @@ def test_search_without_words_and_empty_collections(store: Store) -> None:
     assert not store.has_keyword_text(c)
     _add(store, c, _facts("/p/x.jpg", KeywordText(TEXT_TITLE, "hello")))
     assert store.has_keyword_text(c) and store.keyword_search(c, "hello", limit=0) == []
+
+
+# ---- the common-word guard ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(store: Store, monkeypatch: pytest.MonkeyPatch):
+    """A collection where "the" and the phrase "the end" are in most images, "invoice" in two, and
+    the guard's bounds made small (5 texts, a 4-text sample) so that a dozen images cross them."""
+    c = _collection(store)
+    words = [["the", "end", "of", "it"]] * 10
+    words[3] = ["the", "end", "invoice"]
+    words[7] = ["end", "the", "invoice", "invoice"]
+    words[9] = ["invoice", "end"]  # no "the"
+    ids = _add(
+        store, c, *(_facts(f"/p/{'b' if i >= 10 else 'a'}/{i}.jpg", _ocr(*w)) for i, w in enumerate(words))
+    )
+    ids += _add(store, c, *(_facts(f"/p/b/{i}.jpg", _ocr("the", "end")) for i in range(10, 12)))
+    exact = {q: store.keyword_search(c, q) for q in ("invoice", '"invoice invoice"', "invoice 7")}
+    monkeypatch.setattr(keyword_queries, "COMMON_WORD_TEXTS", 5)
+    monkeypatch.setattr(keyword_queries, "COMMON_WORD_SAMPLE", 4)
+    return store, c, ids, exact
+
+
+def test_rare_words_are_unguarded_and_unchanged(guarded) -> None:
+    store, c, ids, exact = guarded
+    assert store.common_keyword_words("invoice") == [] and store.common_keyword_words("the") == ["the"]
+    assert store.common_keyword_words('the "the end" it') == ["the end", "the", "it"]
+    for query, hits in exact.items():  # below the bound: the same SQL, the same hits and scores
+        assert store.keyword_search(c, query) == hits, query
+    found = [h.image_id for h in exact["invoice"]]
+    assert found[0] == ids[7] and sorted(found[1:]) == [ids[3], ids[9]]
+
+
+def test_common_words_only_filter_the_rare_words_candidates(guarded) -> None:
+    store, c, ids, _ = guarded
+    hits = store.keyword_search(c, "the invoice")  # "the" is common: it filters, "invoice" ranks
+    assert [h.image_id for h in hits] == [ids[7], ids[3]]  # not ids[9], which lacks "the"
+    assert all(0 < h.score < 1 for h in hits) and hits[0].score > hits[1].score
+    assert _ids(store, c, 'invoice "the end"') == [ids[3]]  # a common phrase still matches exactly
+    assert _ids(store, c, 'invoice "end the"') == [ids[7]]
+    assert _ids(store, c, "invoice of") == []
+
+
+def test_an_all_common_query_is_a_bounded_id_ordered_sample(guarded) -> None:
+    store, c, ids, exact = guarded
+    holders = [ids[i] for i in range(12) if i != 9]  # the images with "the"
+    for query in ("the", "end the", '"the end"', "the the"):
+        hits = store.keyword_search(c, query, limit=3)
+        assert [h.image_id for h in hits] == holders[:3], query  # the lowest ids, at most limit
+        assert len({h.score for h in hits}) == 1 and 0 < hits[0].score < 1
+        assert store.keyword_search(c, query, limit=3) == hits  # deterministic
+    assert _ids(store, c, '"the end"', limit=20) == [i for i in holders if i != ids[7]]  # a phrase
+    assert _ids(store, c, "the it", limit=4) == ids[:3]  # among the first 4 texts with "the" only
+    folder_b = SearchFilters(folders=("/p/b",))  # filters apply before the sample is cut
+    assert _ids(store, c, "the", filters=folder_b) == [ids[10], ids[11]]
+    either = _ids(store, c, "invoice the", match_all=False, limit=5)
+    assert either[:3] == [h.image_id for h in exact["invoice"]] and either[3:] == holders[:2]
 
 
 # ---- EXIF and XMP -------------------------------------------------------------------------------

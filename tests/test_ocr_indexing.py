@@ -244,3 +244,30 @@ def test_server_indexing_follows_the_collections_ocr(tmp_path: Path, settings: S
         assert result["image"]["path"] == "later.jpg" and result["matches"][0]["source"] == "ocr"
         left, top, right, bottom = result["matches"][0]["box"]
         assert 0 <= left < right <= 1200 and 0 <= top < bottom <= 800
+
+
+def test_api_index_turns_ocr_on_and_refuses_bad_choices(tmp_path: Path, clip_dir: Path, signs: Path) -> None:
+    server = ServerSettings(
+        data_dir=tmp_path / "data", model=str(clip_dir), precision="fp32", device="cpu", library_roots=[signs]
+    )
+    with TestClient(create_app(server)) as client:
+        for body, status, reason in [
+            ({"ocr": {"languages": ["xx"]}}, 422, "unknown OCR language 'xx'"),
+            ({"ocr": {"engine": "abbyy"}}, 422, "engine"),
+            ({"ocr": {"languages": []}}, 422, "languages"),
+            ({"ocr": True}, 422, "ocr"),
+        ]:
+            refused = client.post("/index", json=body)
+            assert refused.status_code == status and reason in json.dumps(refused.json()), refused.json()
+        assert client.get("/status").json()["collection"] is None  # nothing was created or recorded
+        job = client.post("/index", json={"ocr": {"languages": ["en"]}}).json()
+        assert wait_for_job(client, job["id"])["state"] == "done"
+        assert client.get("/status").json()["collection"]["ocr"] == {
+            "engine": "rapidocr",
+            "languages": ["en"],
+        }
+        found = client.post("/search", json={"query": "marmalade", "mode": "text"}).json()
+        assert [r["image"]["path"] for r in found["results"]] == ["a.jpg"]
+        stop = client.post("/index", json={"ocr": False}).json()
+        assert wait_for_job(client, stop["id"])["state"] == "done"
+        assert client.get("/status").json()["collection"]["ocr"] is None

@@ -636,3 +636,131 @@ def test_viewer_highlights_matched_ocr_words(
         page.wait_for_function("() => document.querySelector('#viewer-img').naturalWidth > 0")
         assert page.locator("#viewer-marks .word-mark").count() == 0
         assert page.locator("#viewer-marks").is_hidden() and page.locator("#viewer-words").is_hidden()
+
+
+@pytest.mark.slow
+def test_collections_view_builds_activates_and_deletes(browser, server: str, dual_dir: Path) -> None:
+    """The Collections view: a build beside the active collection through its form (its progress
+    while it runs, a refusal inline), activation (the header and the search follow), deletion."""
+    indexed = httpx.get(f"{server}/status", timeout=10).json()["collection"]["indexed"]
+    fake_progress = {"next_list": False}
+
+    def collections_route(route) -> None:
+        # The build of 28 tiny images may end between two polls: the first list after it started
+        # shows it running at 3/28, so that the progress is on the page for a poll whatever the speed.
+        response = route.fetch()
+        if route.request.method == "POST":
+            fake_progress["next_list"] = response.status == 202
+            route.fulfill(response=response)
+            return
+        items = response.json()
+        if fake_progress["next_list"]:
+            fake_progress["next_list"] = False
+            running = {"state": "running", "done": 3, "total": 28, "error": None}
+            items = [
+                {**c, "state": "building", "build": running} if c["name"] == "dual" else c for c in items
+            ]
+        route.fulfill(response=response, json=items)
+
+    keys_sent: list[str | None] = []
+
+    def activate_route(route) -> None:
+        # This server has no key: the first activation answers as one with a key would without it.
+        keys_sent.append(route.request.headers.get("x-api-key"))
+        if len(keys_sent) == 1:
+            route.fulfill(status=401, json={"detail": "missing or wrong API key"})
+        else:
+            route.continue_()
+
+    with open_page(browser, server, 1280, 900) as page:
+        page.route("**/collections", collections_route)
+        page.route("**/collections/dual/activate", activate_route)
+        page.goto("/")
+        page.locator("#status").filter(has_text="images in “default”").wait_for()
+        page.get_by_label("Search images").fill("a cat")
+        page.get_by_label("Search images").press("Enter")
+        wait_for_results(page, "“a cat”")
+
+        opener = page.get_by_role("button", name="Collections")
+        opener.click()
+        assert opener.get_attribute("aria-expanded") == "true"
+        view = page.locator("#collections")
+        rows = view.locator("#collection-rows tr")
+        default_row = rows.filter(has=page.locator("th", has_text="default"))
+        default_row.locator(".badge", has_text="Active").wait_for()
+        assert rows.count() == 1
+        assert default_row.locator(".coll-state").inner_text() == "Ready"
+        assert default_row.locator(".coll-images").inner_text().startswith(f"{indexed} ")  # and "(1 failed)"
+        assert default_row.get_by_role("button").count() == 0  # the active one: no activate, no delete
+
+        # A name the browser refuses before sending; a taken name, refused by the server, inline.
+        name, model = view.get_by_label("Name"), view.get_by_label("Model")
+        name.fill("bad name")
+        assert page.evaluate("() => document.querySelector('#coll-name').validity.patternMismatch")
+        name.fill("default")
+        model.fill(str(dual_dir))
+        view.get_by_role("button", name="Build").click()
+        error = page.locator("#collections-error")
+        error.filter(has_text="already exists").wait_for()
+        assert error.get_attribute("role") == "alert" and "Cannot build “default”" in error.inner_text()
+        assert rows.count() == 1
+
+        # The build through the form: its progress while it runs, then ready beside the active one.
+        name.fill("dual")
+        view.get_by_role("button", name="Build").click()
+        dual_row = rows.filter(has=page.locator("th", has_text="dual"))
+        dual_row.locator(".coll-state", has_text="Building: 3/28").wait_for()
+        assert dual_row.locator("progress").get_attribute("value") == "3"
+        assert dual_row.get_by_role("button", name="Delete dual").count() == 0  # not while it builds
+        assert error.is_hidden()
+        dual_row.locator(".coll-state", has_text="Ready").wait_for(timeout=120_000)
+        page.locator("#collections-note").filter(has_text="“dual” is built").wait_for()
+        assert page.locator("#collections-note").get_attribute("aria-live") == "polite"
+        assert dual_row.locator(".coll-model").inner_text().startswith(str(dual_dir))
+        images = default_row.locator(".coll-images").inner_text()
+        assert dual_row.locator(".coll-images").inner_text() == images
+        assert dual_row.locator(".badge").count() == 0
+        assert name.input_value() == "" and model.input_value() == str(dual_dir)
+
+        # Activation: a server with a key refuses without it, and the view asks for the key.
+        dual_row.get_by_role("button", name="Activate dual").click()
+        error.filter(has_text="missing or wrong API key").wait_for()
+        key = view.get_by_label("API key")
+        assert key.is_visible() and page.evaluate("() => document.activeElement.id") == "collections-key"
+        key.fill("s3cret")
+        # The results on show come again, from the collection now active.
+        with page.expect_request(lambda r: r.url.endswith("/search") and r.method == "POST"):
+            dual_row.get_by_role("button", name="Activate dual").click()
+        dual_row.locator(".badge", has_text="Active").wait_for()
+        assert keys_sent == [None, "s3cret"]
+        assert error.is_hidden()
+        default_row.get_by_role("button", name="Activate default").wait_for()
+        assert default_row.locator(".badge").count() == 0
+        status = httpx.get(f"{server}/status", timeout=10).json()["collection"]
+        assert (status["name"], status["model"]) == ("dual", str(dual_dir))
+        page.locator("#status").filter(has_text=f"images in “dual” · {dual_dir.name}").wait_for()
+        wait_for_results(page, "images for “a cat”")
+
+        # Deleting asks first: dismissed, nothing goes; accepted, the old collection goes.
+        dialogs: list[str] = []
+
+        def answer(dialog, accept: bool) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", lambda dialog: answer(dialog, False))
+        default_row.get_by_role("button", name="Delete default").click()
+        assert dialogs and "“default”" in dialogs[0]
+        assert rows.count() == 2
+        page.once("dialog", lambda dialog: answer(dialog, True))
+        default_row.get_by_role("button", name="Delete default").click()
+        default_row.wait_for(state="detached")
+        assert rows.count() == 1
+        page.locator("#collections-note").filter(has_text="Deleted “default”").wait_for()
+        listed = httpx.get(f"{server}/collections", timeout=10).json()
+        assert [(c["name"], c["active"]) for c in listed] == [("dual", True)]
+
+        page.set_viewport_size({"width": 380, "height": 800})
+        assert no_horizontal_scroll(page)  # the table scrolls inside its box
+        opener.click()
+        assert view.is_hidden() and opener.get_attribute("aria-expanded") == "false"

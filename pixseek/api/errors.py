@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pixseek.api.roots import PathRefusedError
 from pixseek.api.schemas import Problem
-from pixseek.errors import NotFoundError, PixseekError
+from pixseek.errors import ConflictError, NotFoundError, PixseekError
 from pixseek.library import CollectionMismatchError, DatabaseError
 
 # What FastAPI's ``responses=`` takes: status -> OpenAPI response (a "model", a "description").
@@ -36,6 +36,7 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
     (PathRefusedError, 403),
     (NotFoundError, 404),
     (CollectionMismatchError, 409),
+    (ConflictError, 409),
     (PixseekError, 400),
     (DatabaseError, 503),
 )

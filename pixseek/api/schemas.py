@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
     WithJsonSchema,
     field_validator,
@@ -19,8 +20,9 @@ from pydantic import (
 )
 
 from pixseek.api.jobs import JobState
+from pixseek.ocr.languages import TESSERACT_CODES
 from pixseek.search.query import MAX_TERMS, MAX_WEIGHT
-from pixseek.vocabulary import QUERY_BLANKS, Cutoff, RerankChoice, SearchMode, SortOrder
+from pixseek.vocabulary import QUERY_BLANKS, Cutoff, OcrEngine, RerankChoice, SearchMode, SortOrder
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -213,6 +215,9 @@ ModeField = Field(
 )
 
 
+CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+
+
 class SearchRequest(BaseModel):
     """A text (``query``), a composed query (``terms``, with or without ``query``), or both."""
 
@@ -237,6 +242,9 @@ class SearchRequest(BaseModel):
     terms: Terms = Field(
         default=[],
         description="More terms: texts and indexed images, each weighted (a negative weight subtracts)",
+    )
+    collection: CollectionName | None = Field(
+        default=None, description="Collection to search (GET /collections); default: the active one"
     )
     k: JsonInt = Field(default=24, ge=1, le=MAX_K, description="Results per page")
     offset: JsonInt = Field(default=0, ge=0, le=MAX_OFFSET, description="Results to skip (pagination)")
@@ -348,12 +356,38 @@ class SearchResponse(BaseModel):
     )
 
 
+def _known_language(code: str) -> str:
+    if code not in TESSERACT_CODES:
+        raise ValueError(f"unknown OCR language {code!r}; known: {', '.join(sorted(TESSERACT_CODES))}")
+    return code
+
+
+OcrLanguage = Annotated[
+    str, AfterValidator(_known_language), WithJsonSchema({"type": "string", "enum": sorted(TESSERACT_CODES)})
+]
+
+
+class OcrRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    languages: list[OcrLanguage] | None = Field(
+        default=None, min_length=1, max_length=16, description="ISO 639-1 codes; default: English"
+    )
+    engine: OcrEngine | None = Field(default=None, description="auto (default), rapidocr or tesseract")
+
+
 class IndexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = Field(
         default=None,
         description="A sub-path of a library root ('ROOT_NAME/sub/folder'); omit to index every root",
+    )
+    ocr: OcrRequest | Literal[False] | None = Field(
+        default=None,
+        description="Read the words in images for this and every later run of the collection (as "
+        "`pixseek index --ocr`): an object turns OCR on, with its languages and engine; false turns "
+        "it off (words read before stay searchable); omit to keep what the collection records",
     )
 
 
@@ -390,6 +424,40 @@ class VectorIndexStatus(BaseModel):
 class OcrStatus(BaseModel):
     engine: str = Field(description="rapidocr or tesseract")
     languages: list[str] = Field(description="ISO 639-1 codes")
+
+
+class BuildStatus(BaseModel):
+    state: Literal["running", "done", "failed"]
+    done: int
+    total: int | None
+    error: str | None
+
+
+class CollectionItem(BaseModel):
+    name: str
+    model: str
+    dim: int
+    precision: str
+    state: Literal["building", "ready"] = Field(description="building until its first full run finished")
+    active: bool = Field(description="What a request without a collection uses")
+    indexed: int
+    failed: int
+    ocr: OcrStatus | None
+    build: BuildStatus | None = Field(description="This server's build of it, while or after it ran")
+
+
+class CreateCollectionRequest(BaseModel):
+    """A collection to build beside the active one, which keeps answering meanwhile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: CollectionName
+    model: str = Field(min_length=1, max_length=1000, description="Preset, hub id or local checkpoint dir")
+    paths: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Library roots or sub-paths ('ROOT_NAME/sub'); default: every library root",
+    )
 
 
 class CollectionStatus(BaseModel):

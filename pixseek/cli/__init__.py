@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from pixseek.cli import duplicates, indexing, learning, searching, serving, status
+from pixseek.cli import collections, duplicates, indexing, learning, searching, serving, status
 from pixseek.cli.common import GLOBAL_OPTIONS, configure_logging, with_parameters
 from pixseek.cli.indexing import sigterm_as_ctrl_c
 from pixseek.cli.presentation import present_like_pixseek
@@ -44,7 +44,7 @@ app.callback()(
         _prepare,
     )
 )
-for group in (indexing, searching, duplicates, status, serving, learning):
+for group in (indexing, searching, duplicates, status, serving, learning, collections):
     app.add_typer(group.app)
 
 # Kept importable from here: the watcher tests stop a watch with SIGTERM through it.

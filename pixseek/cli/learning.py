@@ -31,6 +31,7 @@ from pixseek.cli.options import (
     WorkersOption,
     reranker_model_options,
 )
+from pixseek.errors import PixseekError
 from pixseek.vocabulary import Precision, RerankChoice
 
 if TYPE_CHECKING:
@@ -75,6 +76,14 @@ def evaluate_command(
     rerank_k: Annotated[
         int, typer.Option(metavar="N", help="First-stage candidates to re-rank per caption", min=1)
     ] = 16,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            metavar="A,B",
+            help="Evaluate the models of these collections on the same captions, side by side "
+            "(e.g. the active one and one built beside it with `pixseek collections create`)",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure retrieval quality on an image-caption set: text->image and image->text recall@1/5/10
@@ -82,6 +91,25 @@ def evaluate_command(
     from pixseek.evaluation.dataset import load_caption_set
     from pixseek.evaluation.runner import evaluate
     from pixseek.library import Library
+
+    if compare is not None:
+        from pixseek.service.evaluation import compare_collections
+
+        names = [name.strip() for name in compare.split(",") if name.strip()]
+        with user_errors():
+            if model is not None:
+                raise PixseekError("--compare uses each collection's own model: leave out --model")
+            data = load_caption_set(captions, images)
+            quiet_model_loading()
+            chosen = settings(ctx, device=device, precision=precision, batch_size=batch_size)
+            reports = compare_collections(chosen, names, data)
+        if as_json:
+            out.print_json(json.dumps({name: asdict(report) for name, report in reports.items()}))
+            return
+        for name, report in reports.items():
+            out.print(f"{name}: {report.images} images, {report.captions} captions")
+            out.print(_metrics_table(report))
+        return
 
     overrides = {
         "model": model,

@@ -197,6 +197,16 @@ def search(
             metavar="P", help="With --rerank: drop results whose match probability is below P", min=0, max=1
         ),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Rank with the collection's shards on this Ray cluster instead of the local index "
+            "(needs pip install 'pixseek[ray]'): auto, HOST:6379, ray://HOST:10001, or local (a Ray "
+            "on this machine); each shard loads its share from the database (docs/distributed.md) "
+            "[env: PIXSEEK_RAY_ADDRESS]",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search the collection by text, by an image file (--image), by an indexed image (--like), or
@@ -228,10 +238,16 @@ def search(
             "precision": precision,
             "rerank": rerank,
             "rerank_k": rerank_k,
+            "ray_address": ray_address,
             **reranker_models,
         }
+        chosen = settings(ctx, **overrides)
+        if chosen.ray_address is not None:
+            from pixseek.distributed import require_ray
+
+            require_ray()  # before the model loads: a missing extra is a one-line error at once
         quiet_model_loading()
-        with Library(settings(ctx, **overrides)) as library:
+        with Library(chosen) as library:
             terms = [library.query_term(spec, model=model) for spec in plus or ()]
             terms += [library.query_term(spec, negative=True, model=model) for spec in minus or ()]
             outcome = library.search(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -38,6 +40,15 @@ def serve(
     ] = None,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Server processes: searches spread over them; one at a time indexes, watches and saves "
+            "the index (elected by a file lock), the others follow its changes within a second",
+        ),
+    ] = 1,
     api_key: Annotated[
         str | None,
         typer.Option(metavar="KEY", help="Key required by mutating endpoints [env PIXSEEK_API_KEY]"),
@@ -68,6 +79,14 @@ def serve(
             "searches that do not choose [env PIXSEEK_RERANK]",
         ),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Answer searches with the collection's shards on this Ray cluster (auto, HOST:6379, "
+            "ray://HOST:10001, local); indexing stays local [env PIXSEEK_RAY_ADDRESS]",
+        ),
+    ] = None,
     model: ModelOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
@@ -77,7 +96,7 @@ def serve(
     ever indexed or served."""
     import uvicorn
 
-    from pixseek.api.app import create_app
+    from pixseek.api.app import WORKER_SETTINGS_ENV, create_app
     from pixseek.api.config import ServerSettings
 
     with user_errors():
@@ -92,6 +111,7 @@ def serve(
             "model": model,
             "device": device,
             "precision": precision,
+            "ray_address": ray_address,
         }
         settings = ServerSettings(**{**ctx.obj, **{k: v for k, v in overrides.items() if v is not None}})
         if host not in _LOOPBACK and not settings.api_key and not allow_no_key:
@@ -99,8 +119,28 @@ def serve(
                 f"refusing to serve on {host} without an API key: set --api-key (or PIXSEEK_API_KEY), "
                 "or pass --allow-no-key if the network is trusted"
             )
+        if settings.ray_address is not None:
+            from pixseek.distributed import require_ray
+
+            require_ray()  # before the model loads: a missing extra is a one-line error at once
         quiet_model_loading()
         settings = _with_default_roots(settings)
+        if workers > 1:  # each worker process builds its app from these settings (spawned, not forked)
+            passed = {"workers": workers, "settings": settings.model_dump(mode="json")}
+            os.environ[WORKER_SETTINGS_ENV] = json.dumps(passed)
+            factory = "pixseek.api.app:worker_app"
+            # A worker loading its model on busy cores may answer the supervisor's ping late: give it
+            # 30 s, not 5, before it is taken for hung and replaced.
+            uvicorn.run(
+                factory,
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level="info",
+                timeout_worker_healthcheck=30,
+            )
+            return
         application = create_app(settings)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
@@ -115,7 +155,7 @@ def _with_default_roots(settings: ServerSettings) -> ServerSettings:
             err.print(f"serving {', '.join(map(str, settings.library_roots))} (--root)")
             return settings
         recorded = [Path(root) for root in library.roots() if Path(root).is_dir()]
-    collection = settings.collection
+        collection = library.collection_name
     if not recorded:
         err.print(
             f"note: collection {collection!r} has no indexed folders recorded and no --root was given: "

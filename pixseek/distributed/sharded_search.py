@@ -14,20 +14,31 @@ scores straddles the k-th place, the smaller ids are kept (FAISS follows no fixe
 Scores are bit-identical to one unsharded exact index for single queries. For a batch FAISS uses
 sgemm, whose rounding depends on how many vectors an index holds, so sharded and unsharded scores
 then agree to float32 rounding (below 1e-6 at 512-d), and near-ties within it may swap.
+
+A shard loaded from the store (:meth:`ShardServer.load_from_store`) is a local collection's index
+in miniature: its vector source is its own share of the stored embeddings (:class:`ShardStore`, the
+store filtered by :func:`shard_of`), so it plans, builds and tunes its base exactly as one box does
+(:meth:`VectorIndex.rebuild`: exact below the merge threshold, ``Flat``, ``IVF``, ``IVF-PQ``... by
+its own size and its node's memory), re-ranks IVF-PQ candidates from SQL, follows the change log
+(:meth:`VectorIndex.follow`) and rebuilds its base when its delta or tombstones grow
+(:meth:`VectorIndex.maintain`). Shards only read SQL; whoever indexes writes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import Engine
 
 from pixseek.distributed import connect
 from pixseek.store.ann.topk import EMPTY_ID, merge_top_k
+from pixseek.store.change_log import VectorChanges
+from pixseek.store.index_options import IndexOptions
+from pixseek.store.records import CollectionInfo, IndexDescription
+from pixseek.store.repository import Store
 from pixseek.store.vector_index import VectorIndex
-
-# Result slots without a vector (a row with fewer candidates than the others), as VectorIndex pads.
 
 
 def shard_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
@@ -46,14 +57,58 @@ def shard_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
     return (x % np.uint64(num_shards)).astype(np.int64)
 
 
-class ShardServer:
-    """One shard: a VectorIndex of the vectors whose id hashes to it. Runs as a Ray actor."""
+class ShardStore(Store):
+    """The store as one shard sees it: the vector reads (indexed ids, embeddings, the change log)
+    keep only the ids of ``shard``; everything else is the store's. What a shard's VectorIndex builds
+    its base from, re-ranks from and follows, so it holds and plans for its share only."""
 
-    def __init__(self, dim: int, shard: int, num_shards: int):
+    def __init__(self, engine: Engine, shard: int, num_shards: int):
+        super().__init__(engine)
+        self.shard, self.num_shards = shard, num_shards
+
+    def _mine(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        return ids[shard_of(ids, self.num_shards) == self.shard]
+
+    def indexed_ids(self, collection_id: int) -> np.ndarray:
+        return self._mine(super().indexed_ids(collection_id))
+
+    def embeddings(self, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        return super().embeddings(self._mine(np.asarray(ids, dtype=np.int64)).tolist(), dim)
+
+    def iter_embeddings(
+        self, collection_id: int, dim: int, chunk: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # Every shard scans the whole table (in parallel) and keeps its share: no shard column in SQL.
+        for ids, vectors in super().iter_embeddings(collection_id, dim, chunk):
+            mine = shard_of(ids, self.num_shards) == self.shard
+            if mine.any():
+                yield ids[mine], vectors[mine]
+
+    def changes_since(self, collection_id: int, since: int, through: int) -> VectorChanges | None:
+        changes = super().changes_since(collection_id, since, through)
+        if changes is None:
+            return None
+        return VectorChanges(
+            changes.since, changes.through, self._mine(changes.added), self._mine(changes.removed)
+        )
+
+
+class ShardServer:
+    """One shard: a VectorIndex of the vectors whose id hashes to it. Runs as a Ray actor.
+
+    Filled either by :meth:`add` (vectors sent to it; no source, so it stays exact) or by
+    :meth:`load_from_store` (its share read from SQL, planned and tuned like one box's index, then
+    kept in step by :meth:`catch_up`)."""
+
+    def __init__(self, dim: int, shard: int, num_shards: int, options: IndexOptions | None = None):
         self.dim = dim
         self.shard = shard
         self.num_shards = num_shards
+        self.options = options  # how a loaded shard's index is planned, tuned and maintained
         self.index = VectorIndex(dim)
+        self.store: ShardStore | None = None  # set by load_from_store: what the index reads
+        self.collection: CollectionInfo | None = None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, generation: int = -1) -> int:
         """Add the rows of ``ids``/``vectors`` that belong to this shard (callers may send them all)."""
@@ -67,23 +122,54 @@ class ShardServer:
         another collection, without paying for a new process."""
         self.dim = dim or self.dim
         self.index = VectorIndex(self.dim)
+        self._close_store()
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        self.store, self.collection = None, None
 
     def load_from_store(self, database_url: str, collection_id: int) -> int:
-        """Replace this shard's vectors with its share of the store's: every shard scans the
-        embeddings once (in parallel), so the driver never holds the collection."""
+        """Replace this shard's vectors with its share of the store's, as one box rebuilds its
+        index (:meth:`VectorIndex.rebuild`): a base planned and tuned for the share's size when it
+        is past the exact-search threshold, else the exact delta alone. Every shard scans the
+        embeddings once (in parallel), so the driver never holds the collection. The shard keeps
+        its read-only connection: its index re-ranks, rebuilds and catches up from it."""
         from pixseek.store.database import create_store_engine
-        from pixseek.store.repository import Store
 
-        store = Store(create_store_engine(database_url))
         self.clear()
+        store = ShardStore(create_store_engine(database_url), self.shard, self.num_shards)
         try:
             collection = next(c for c in store.collections() if c.id == collection_id)
-            for ids, vectors in store.iter_embeddings(collection_id, self.dim):
-                self.add(ids, vectors, collection.generation)
-            self.index.generation = collection.generation
-        finally:
+            if collection.dim != self.dim:
+                raise ValueError(
+                    f"collection {collection.name!r} has {collection.dim}-d vectors, not {self.dim}"
+                )
+            # The generation is read before the embeddings: what is written meanwhile, catch_up sees.
+            self.index = VectorIndex.rebuild(store, collection, self.options)
+        except BaseException:
             store.close()
+            raise
+        self.store, self.collection = store, collection
         return len(self.index)
+
+    def catch_up(self) -> tuple[int, int, int]:
+        """Bring a loaded shard in step with SQL: the changes past its generation from the change
+        log (or an id-set comparison when the log does not reach back), then the base rebuild that
+        the local index would start now (in a thread when the options say background).
+        Returns (added, removed, generation); a shard filled by :meth:`add` has nothing to follow."""
+        if self.store is None or self.collection is None:
+            return 0, 0, self.index.generation
+        added, removed = self.index.follow(self.store, self.collection)
+        self.index.maintain()
+        return added, removed, self.index.generation
+
+    def generation(self) -> int:
+        return self.index.generation
+
+    def describe(self) -> IndexDescription:
+        """The shard's index as `pixseek status` describes one box's: kind, sizes, tuned recall."""
+        return self.index.describe()
 
     def size(self) -> int:
         return len(self.index)
@@ -105,6 +191,10 @@ class ShardedIndex:
     def __init__(self, dim: int, actors: Sequence[Any]):
         self.dim = dim
         self.actors = list(actors)
+        self.generation = -1  # the store generation every shard has reached (load, catch_up)
+        # Shard sizes as of this client's last change: only this client changes its shards, and a
+        # search asks len() (the cutoff, the searcher), which must not cost a Ray round trip.
+        self._sizes: list[int] | None = None
 
     @property
     def num_shards(self) -> int:
@@ -112,15 +202,25 @@ class ShardedIndex:
 
     @classmethod
     def create(
-        cls, dim: int, num_shards: int, *, address: str | None = None, num_cpus: float = 0.5
+        cls,
+        dim: int,
+        num_shards: int,
+        *,
+        address: str | None = None,
+        num_cpus: float = 0.5,
+        options: IndexOptions | None = None,
+        spread: bool = False,
     ) -> ShardedIndex:
         """Start ``num_shards`` empty shard actors. ``num_cpus`` is what each reserves from Ray's
-        scheduler (not a thread limit): FAISS in a shard uses the cores of its node."""
+        scheduler (not a thread limit): FAISS in a shard uses the cores of its node. ``options``:
+        how shards loaded from the store plan, tune and maintain their index (default: one box's
+        defaults). ``spread``: place the shards on as many nodes as possible (Ray's SPREAD)."""
         if num_shards < 1:
             raise ValueError(f"num_shards must be at least 1, got {num_shards}")
         ray = connect(address)
-        remote = ray.remote(num_cpus=num_cpus)(ShardServer)
-        return cls(dim, [remote.remote(dim, shard, num_shards) for shard in range(num_shards)])
+        placement: dict[str, Any] = {"scheduling_strategy": "SPREAD"} if spread else {}
+        remote = ray.remote(num_cpus=num_cpus, **placement)(ShardServer)
+        return cls(dim, [remote.remote(dim, shard, num_shards, options) for shard in range(num_shards)])
 
     @classmethod
     def from_store(
@@ -132,16 +232,38 @@ class ShardedIndex:
         return index
 
     def load_from_store(self, database_url: str, collection_id: int) -> None:
-        """Reload every shard from the store (after the collection changed, say), in parallel."""
+        """(Re)load every shard from the store, in parallel: each reads its share and builds the
+        index one box would build for that many vectors (see :class:`ShardServer`)."""
         import ray
 
-        ray.get([actor.load_from_store.remote(database_url, collection_id) for actor in self.actors])
+        self._sizes = ray.get(
+            [actor.load_from_store.remote(database_url, collection_id) for actor in self.actors]
+        )
+        self.generation = min(ray.get([actor.generation.remote() for actor in self.actors]))
+
+    def catch_up(self) -> tuple[int, int]:
+        """Every loaded shard applies the changes past its generation from the change log (and
+        starts a base rebuild if that made one due), in parallel: (added, removed) over all shards."""
+        import ray
+
+        done = ray.get([actor.catch_up.remote() for actor in self.actors])
+        self.generation = min(generation for _, _, generation in done)
+        self._sizes = None
+        return sum(added for added, _, _ in done), sum(removed for _, removed, _ in done)
+
+    def describe(self) -> list[IndexDescription]:
+        """Each shard's index, as `pixseek status` describes one box's."""
+        import ray
+
+        return ray.get([actor.describe.remote() for actor in self.actors])
 
     def clear(self, dim: int | None = None) -> None:
         import ray
 
         self.dim = dim or self.dim
         ray.get([actor.clear.remote(self.dim) for actor in self.actors])
+        self._sizes = [0] * self.num_shards
+        self.generation = -1
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, generation: int = -1) -> None:
         """Route rows to their shards (each shard receives only its own rows)."""
@@ -150,20 +272,23 @@ class ShardedIndex:
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         shards = shard_of(ids, self.num_shards)
-        ray.get(
+        self._sizes = ray.get(
             [
                 actor.add.remote(ids[shards == shard], vectors[shards == shard], generation)
                 for shard, actor in enumerate(self.actors)
             ]
         )
+        self.generation = generation
 
     def sizes(self) -> list[int]:
+        """Each shard's vector count, asked now."""
         import ray
 
-        return ray.get([actor.size.remote() for actor in self.actors])
+        self._sizes = ray.get([actor.size.remote() for actor in self.actors])
+        return list(self._sizes)
 
     def __len__(self) -> int:
-        return sum(self.sizes())
+        return sum(self._sizes if self._sizes is not None else self.sizes())
 
     def search(
         self, queries: np.ndarray, k: int, allowed_ids: np.ndarray | None = None
@@ -196,3 +321,4 @@ class ShardedIndex:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+        self._sizes = []

@@ -53,6 +53,7 @@ class IndexReport:
     # OCR (a collection indexed with --ocr): pictures read, and those it could not read (path, why);
     # such a picture is still indexed and searchable by its meaning, only without its words.
     text_read: int = 0
+    text_reused: int = 0  # of those, read by the donor collection (a build beside it): not read again
     text_unread: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -67,7 +68,16 @@ class IndexReport:
 
     def merge(self, other: IndexReport) -> IndexReport:
         """This report plus ``other``'s counts and lists (several rescans answering one job)."""
-        for name in ("scanned", "unchanged", "embedded", "moved", "copied", "removed", "text_read"):
+        for name in (
+            "scanned",
+            "unchanged",
+            "embedded",
+            "moved",
+            "copied",
+            "removed",
+            "text_read",
+            "text_reused",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.extend(other.failed)
         self.unreadable.extend(other.unreadable)
@@ -111,6 +121,9 @@ class Indexer:
         self.save_every_seconds = save_every_seconds
         self.opener = opener or DEFAULT_OPENER  # a server's is confined to its library roots
         self.text_reader = text_reader  # OCR, when the collection records it (index --ocr)
+        # A collection whose OCR words of the same pictures may be reused (the active one, when a
+        # collection is built beside it with another model): pixseek.service.collections.
+        self.text_donor: int | None = None
 
     # ---- worker side -------------------------------------------------------------------------
     def _prepare(self, entry: FileEntry) -> PreparedFile:
@@ -122,6 +135,7 @@ class Indexer:
             self.max_pixels,
             self.opener,
             self.text_reader,
+            self.text_donor,
         )
 
     def _ordered(

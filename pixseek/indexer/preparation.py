@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pixseek.embedding import Encoder
-from pixseek.indexer.text_reading import OCR_MIN_SIDE, TextReader
+from pixseek.indexer.text_reading import OCR_MIN_SIDE, TextReader, donated_reading
 from pixseek.indexer.walker import FileEntry
 from pixseek.media.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from pixseek.media.errors import DecodeError
@@ -22,6 +22,7 @@ from pixseek.media.exif import DescriptiveText
 from pixseek.media.files import FileOpener
 from pixseek.media.hashing import content_hash
 from pixseek.media.perceptual import perceptual_hash
+from pixseek.store.ocr_queries import OcrReading
 from pixseek.store.records import TEXT_DESCRIPTION, TEXT_KEYWORDS, TEXT_TITLE, FileFacts, KeywordText
 from pixseek.store.repository import Store
 
@@ -45,6 +46,7 @@ class PreparedFile:
     vanished: bool = False
     vector: np.ndarray | None = None
     ocr_note: str = ""  # why OCR could not read the picture, when it was asked to and could not
+    text_reused: bool = False  # its OCR words came from the same picture in the donor collection
 
 
 def _facts(entry: FileEntry, digest: str | None, decoded: DecodedImage | None = None) -> FileFacts:
@@ -74,6 +76,7 @@ def prepare_file(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     opener: FileOpener = DEFAULT_OPENER,
     text_reader: TextReader | None = None,
+    text_donor: int | None = None,
 ) -> PreparedFile:
     """Read, hash and (unless an indexed image has the same content) decode and preprocess one file.
 
@@ -81,7 +84,8 @@ def prepare_file(
     and model (a Ray actor) applies exactly the rules of the local decode pool. The file is read
     through ``opener``: one open, checked on its descriptor, so a file replaced since the walk by a
     FIFO, a device, an oversized file or (when confined) a symlink fails alone, with its reason.
-    With ``text_reader``, OCR reads the decoded pixels too (decoded larger for it: OCR_MIN_SIDE).
+    With ``text_reader``, OCR reads the decoded pixels too (decoded larger for it: OCR_MIN_SIDE),
+    unless the same picture in collection ``text_donor`` was read the same way: its words are reused.
     """
     try:
         data = opener.read(entry.path)
@@ -95,7 +99,11 @@ def prepare_file(
     candidates = store.indexed_by_hash(collection_id, [digest]).get(digest)
     if candidates:
         return PreparedFile(entry, _facts(entry, digest), reuse_candidates=tuple(candidates))
-    min_side = encoder.image_min_side if text_reader is None else max(encoder.image_min_side, OCR_MIN_SIDE)
+    donated = None
+    if text_reader is not None and text_donor is not None:
+        donated = donated_reading(store, text_donor, digest, text_reader.signature)
+    reads_text = text_reader is not None and donated is None
+    min_side = max(encoder.image_min_side, OCR_MIN_SIDE) if reads_text else encoder.image_min_side
     try:
         decoded = decode_image(data, min_side=min_side, max_pixels=max_pixels)
         pixels = encoder.preprocess_image(decoded.image)
@@ -107,7 +115,12 @@ def prepare_file(
     facts = _facts(entry, digest, decoded)
     if text_reader is None:
         return PreparedFile(entry, facts, pixels=pixels)
+    reading, note = (donated, "") if donated is not None else _read(text_reader, decoded)
+    texts = facts.texts if reading.text is None else (*facts.texts, reading.text)
+    facts = replace(facts, texts=texts, ocr=reading.signature)
+    return PreparedFile(entry, facts, pixels=pixels, ocr_note=note, text_reused=donated is not None)
+
+
+def _read(text_reader: TextReader, decoded: DecodedImage) -> tuple[OcrReading, str]:
     read = text_reader.read(decoded)
-    texts = facts.texts if read.reading.text is None else (*facts.texts, read.reading.text)
-    facts = replace(facts, texts=texts, ocr=read.reading.signature)
-    return PreparedFile(entry, facts, pixels=pixels, ocr_note=read.note)
+    return read.reading, read.note

@@ -57,8 +57,9 @@ class RunWriter:
             return
         if old is not None and not self._is_own_row(prepared, old):
             self.batch.deleted.append(old.id)  # content changed: the new vector gets a new id
-        if facts.ocr is not None:  # OCR read the picture in its decoding thread
+        if facts.ocr is not None:  # OCR read the picture in its decoding thread (or reused a reading)
             self.report.text_read += 1
+            self.report.text_reused += prepared.text_reused
         if prepared.ocr_note:
             self.report.text_unread.append((facts.path, prepared.ocr_note))
         if prepared.error is not None:

@@ -16,7 +16,8 @@ from pixseek.media.files import FileOpener
 from pixseek.ocr.reader import OcrReader
 from pixseek.ocr.types import OcrWord
 from pixseek.store.ocr_queries import OcrReading
-from pixseek.store.records import KeywordText, TextWord, ocr_signature
+from pixseek.store.records import TEXT_OCR, KeywordText, TextWord, ocr_signature
+from pixseek.store.repository import Store
 
 # The shorter side JPEGs are draft-decoded to when OCR reads them (the model alone needs 224):
 # libjpeg's 1/2 scale keeps a 12 MP photo at 2,000x1,500, above the detector's 960 px input
@@ -78,6 +79,21 @@ class TextReader:
 
     def close(self) -> None:
         self.reader.close()
+
+
+def donated_reading(store: Store, donor_id: int, digest: str, signature: str) -> OcrReading | None:
+    """The reading of an image with the same content in collection ``donor_id`` (the active
+    collection a new one is built beside), if the same engine and languages read it; None when
+    there is none to reuse and OCR must run."""
+    candidates = store.indexed_by_hash(donor_id, [digest]).get(digest)
+    if not candidates:
+        return None
+    image_id = candidates[0][0]
+    row = store.images([image_id]).get(image_id)
+    if row is None or row.ocr != signature:
+        return None
+    texts = store.keyword_texts([image_id], with_paths=False).get(image_id, [])
+    return OcrReading(signature, next((text for text in texts if text.source == TEXT_OCR), None))
 
 
 def _full_size(word: OcrWord, scale_x: float, scale_y: float) -> TextWord:

@@ -4,12 +4,12 @@ descriptions and keywords; pixseek.store.keyword_queries) alone, or next to the 
 A hybrid search ranks the query twice, by cosine in the vector index and by BM25 (SQLite) or
 ``ts_rank_cd`` (PostgreSQL) in the keyword index, and fuses the two lists by reciprocal rank fusion
 (:mod:`pixseek.search.hybrid`): an image that both find rises, an image only one finds keeps its
-place in that one. The keyword side reads the query's positive texts (quoted phrases match
-exactly); the semantic side is the query as a whole, with the adaptive cutoff when asked for. Each
-list contributes up to :data:`CANDIDATES` images (more for a deeper page), so a keyword-only match
-far down the semantic ranking still reaches the first page. Hits carry their cosine (computed from
-the stored vector for keyword-only ones), their keyword score and matched words, and the fused
-score that ordered them.
+place in that one (an exact tie goes to the keyword list's image). The keyword side reads the
+query's positive texts (quoted phrases match exactly); the semantic side is the query as a whole,
+with the adaptive cutoff when asked for. Each list contributes up to :data:`CANDIDATES` images (more
+for a deeper page), so a keyword-only match far down the semantic ranking still reaches the first
+page. Hits carry their cosine (computed from the stored vector for keyword-only ones), their keyword
+score and matched words, and the fused score that ordered them.
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ def text_only(searcher: Searcher, query: Query, listing: Listing) -> SearchOutco
         _with_keywords(hit, by_id[hit.id])
         for hit in searcher.hits((hit.image_id, hit.score) for hit in found)
     ]
-    total = len(found) if len(found) < limit or listing.ordered else None
+    exact = len(found) < limit or listing.ordered
+    if exact and len(found) < limit and searcher.store.common_keyword_words(text):
+        exact = False  # a query of common words only ranks a bounded sample: there may be more
+    total = len(found) if exact else None
     return SearchOutcome(
         order(hits, listing.sort)[:wanted], (), query=query, total=total, mode=SearchMode.TEXT
     )
@@ -89,7 +92,8 @@ def hybrid(searcher: Searcher, query: Query, listing: Listing) -> SearchOutcome:
         if hit.image_id not in embedded.excluded
     ]
     fused = reciprocal_rank_fusion(
-        {"semantic": [i for i, _ in semantic], "keyword": [hit.image_id for hit in keyword]}
+        {"semantic": [i for i, _ in semantic], "keyword": [hit.image_id for hit in keyword]},
+        prefer="keyword",
     )
     shown = fused if listing.ordered else fused[:wanted]
     keyword_only = [f.id for f in shown if "semantic" not in f.ranks]

@@ -24,9 +24,11 @@ from pixseek.store.records import CollectionInfo, SearchFilters
 if TYPE_CHECKING:
     from pixseek.embedding import DualEncoder
     from pixseek.indexer.pipeline import IndexReport
+    from pixseek.indexer.text_reading import TextReader
     from pixseek.indexer.watch import Watcher
     from pixseek.library import Library
     from pixseek.search.rerank import CachedScorer
+    from pixseek.service.text_reading import OcrChoice
 
 
 class Serving:
@@ -51,7 +53,7 @@ class Serving:
     def warm_up(self) -> None:
         """Load the model, the index and the re-rankers now, not on the first user's request."""
         library = self._library
-        if library.store.collection(library.settings.collection) is not None:
+        if library.store.collection(library.collection_name) is not None:
             self.searcher()
             self.query_encoder()
         self.scorers(library.rerank_kinds())
@@ -67,7 +69,7 @@ class Serving:
         with self._lock:
             if self._encoder is None:
                 library = self._library
-                collection = library.store.collection(library.settings.collection)
+                collection = library.store.collection(library.collection_name)
                 self._encoder = library.encoder_for(collection) if collection else library.load_encoder()
             return self._encoder
 
@@ -108,6 +110,12 @@ class Serving:
         library's opener: new and changed files embedded, moved ones matched, vanished ones removed."""
         indexer = self._library.indexer(self.encoder())
         return indexer.run([Path(p) for p in paths], follow_symlinks=follow_symlinks, progress=progress)
+
+    def set_ocr(self, choice: OcrChoice) -> TextReader | None:
+        """Record ``choice`` on the collection (creating it with the shared model if need be);
+        the engine later runs read with (None: OCR off)."""
+        collection = self._library.ocr_collection(self.encoder(), choice)
+        return self._library.text_reader(collection)
 
     def watcher(
         self, roots: Sequence[Path], *, follow_symlinks: bool = True, force_polling: bool = False

@@ -20,8 +20,10 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     Select,
     bindparam,
+    cast,
     column,
     delete,
     exists,
@@ -51,6 +53,18 @@ from pixseek.store.records import (
 from pixseek.store.sessions import Sessions
 
 MAX_KEYWORD_RESULTS = 10_000  # a page of a paginated search; the fusion step asks for its candidates
+# The common-word guard (keyword_search): a word group matching more texts than this is "common".
+# Ranking costs about 2.5-5 us per matching text (1M rows: a word in 72% of the texts took
+# 1.4-1.8 s), while counting the first COMMON_WORD_TEXTS + 1 matches costs 1-2 ms on SQLite and
+# 0.5-20 ms on PostgreSQL (docs/benchmarks.md, "Keyword index at scale").
+COMMON_WORD_TEXTS = 5_000
+# How many of a common group's first matching texts (by id) an all-common query looks at, or the
+# ``limit`` if larger. PostgreSQL reads them in primary-key order, about 1/share rows per match (a
+# word in 2% of the texts: 5,000 of them took 250 ms at 1M rows, 1,000 a fifth of that).
+COMMON_WORD_SAMPLE = 1_000
+# What a common group adds to an image's score: FTS5's own IDF floor, which is what BM25 gives a
+# word in more than half of the texts anyway (log((N - n + 0.5) / (n + 0.5)) <= 0 is clamped).
+COMMON_WORD_SCORE = 1e-6
 
 
 def text_rows(image_id: int, collection_id: int, texts: Iterable[KeywordText]) -> list[dict[str, object]]:
@@ -198,7 +212,34 @@ class KeywordQueries:
         as ``s / (1 + s)`` in (0, 1). Ties go to the lower id, so pages are stable. ``limit`` is at
         most MAX_KEYWORD_RESULTS; ``with_matches`` adds the matched words (and OCR boxes).
         ``match_all=False`` asks for images with any of the groups instead (those with more rank
-        higher): a fallback for a caller whose AND query found nothing."""
+        higher): a fallback for a caller whose AND query found nothing.
+
+        **Common words are bounded.** Ranking costs a few microseconds per matching text, every
+        match ranked before the top ``limit`` are cut: at 1M rows a word in 72% of the images took
+        1.4-1.8 s (a rare word 3-8 ms), and a hybrid search pays that on every query holding such
+        a word. So each word group's matching texts are first counted up to COMMON_WORD_TEXTS + 1
+        in the whole index (a LIMIT-bounded count: 1-2 ms on SQLite, 0.5-20 ms on PostgreSQL).
+        When no group matches more than COMMON_WORD_TEXTS texts, the query is exactly the unguarded
+        one (same SQL, same results). Otherwise the common groups neither drive nor rank it:
+
+        - with a rare group: the rarest one gives the candidates, each common group only checks
+          which of those images hold it (the same words: FTS5's ``terms`` as a space-separated
+          string on SQLite, the ``tsv`` of the candidates' rows on PostgreSQL), and adds
+          COMMON_WORD_SCORE. The result set is today's; the order is the rare groups' score
+          (a word in more than half of the texts scores that IDF floor in BM25 anyway);
+        - only common groups: the candidates are the first COMMON_WORD_SAMPLE (or ``limit``, if
+          more) texts of the collection (filters applied, by text id) holding the first group, the
+          other groups checked among them, all at COMMON_WORD_SCORE: at most ``limit`` images that
+          hold every group, lowest ids first. Deterministic, but a sample: an AND of common words
+          may find fewer than exist;
+        - ``match_all=False``: rare groups as always, each common group its first
+          COMMON_WORD_SAMPLE (or ``limit``) texts at COMMON_WORD_SCORE (images with a rare group
+          first).
+
+        Measured at 1M rows on 2 shared cores (docs/benchmarks.md, "Keyword index at scale"):
+        the 72% word alone 12 ms on SQLite, 18 ms on PostgreSQL (1.8 s and 1.4 s unguarded); a
+        rare word 2.4 / 4.1 ms (2.8 / 8.0 unguarded), its hits identical hit for hit.
+        :meth:`common_keyword_words` says whether a query was bounded."""
         groups = query_groups(text)
         limit = min(limit, MAX_KEYWORD_RESULTS)
         if not groups or limit <= 0:
@@ -207,11 +248,15 @@ class KeywordQueries:
         scores: dict[int, float] = {}
         with self._session() as session:
             dialect = session.get_bind().dialect.name
+            counts = _match_counts(session, dialect, groups)
             for chunk in folder_chunks(filters.folders) if filters.folders else [None]:
                 where = filter_conditions(collection_id, filters) if filters else []
                 if chunk is not None:
                     where.append(or_(*(path_under(ImageRecord.path, folder) for folder in chunk)))
-                statement = _ranked(dialect, collection_id, groups, where, limit, match_all)
+                if max(counts) > COMMON_WORD_TEXTS:
+                    statement = _guarded(dialect, collection_id, groups, counts, where, limit, match_all)
+                else:
+                    statement = _ranked(dialect, collection_id, groups, where, limit, match_all)
                 scores.update((row[0], float(row[1])) for row in session.execute(statement))
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
         matches = self._matches([image_id for image_id, _ in ranked], groups) if with_matches else {}
@@ -219,6 +264,17 @@ class KeywordQueries:
             KeywordHit(image_id, score / (1.0 + score), tuple(matches.get(image_id, ())))
             for image_id, score in ranked
         ]
+
+    def common_keyword_words(self, text: str) -> list[str]:
+        """The word groups of ``text`` (phrases space-joined) that match more than
+        COMMON_WORD_TEXTS texts of the index: where :meth:`keyword_search` bounds its work (empty:
+        its results are exact). One LIMIT-bounded count per group."""
+        groups = query_groups(text)
+        if not groups:
+            return []
+        with self._session() as session:
+            counts = _match_counts(session, session.get_bind().dialect.name, groups)
+        return [" ".join(g) for g, n in zip(groups, counts, strict=True) if n > COMMON_WORD_TEXTS]
 
     def _matches(self, ids: Sequence[int], groups: list[list[str]]) -> dict[int, list[KeywordMatch]]:
         """What matched in each image: OCR words with their boxes, else the query words found."""
@@ -302,6 +358,137 @@ def _ranked(
     per_group = union_all(
         *(_group_scores(dialect, collection_id, i, group, conditions) for i, group in enumerate(groups))
     ).subquery("g")
+    score = func.sum(per_group.c.score).label("score")
+    return (
+        select(per_group.c.image_id, score)
+        .group_by(per_group.c.image_id)
+        .having(func.count() == len(groups) if match_all else func.count() >= 1)
+        .order_by(score.desc(), per_group.c.image_id)
+        .limit(limit)
+    )
+
+
+def _matching(dialect: str, index: int, group: list[str], prefix: str = "p") -> ColumnElement[bool]:
+    """The condition "this text holds the phrase ``group``", through the full-text index."""
+    if dialect == "sqlite":
+        return _FTS_TABLE.op("MATCH")(bindparam(f"{prefix}{index}", '"' + " ".join(group) + '"'))
+    return _TSV.op("@@")(func.phraseto_tsquery("simple", bindparam(f"{prefix}{index}", " ".join(group))))
+
+
+def _match_counts(session: Session, dialect: str, groups: list[list[str]]) -> list[int]:
+    """How many texts of the whole index match each group, counted up to COMMON_WORD_TEXTS + 1:
+    the guard's probe. The index, not the collection: FTS5 holds no collection (joining the
+    texts to learn it cost 13-90 ms per 5,000 at 1M rows against 1-2 ms), and BM25's statistics
+    are the whole index's too."""
+    probes = []
+    for i, group in enumerate(groups):
+        source = _FTS if dialect == "sqlite" else ImageText.__table__
+        first = (
+            select(literal_column("1"))
+            .select_from(source)
+            .where(_matching(dialect, i, group))
+            .limit(COMMON_WORD_TEXTS + 1)
+            .subquery(f"c{i}")
+        )
+        probes.append(select(func.count()).select_from(first).scalar_subquery())
+    return [int(n) for n in session.execute(select(*probes)).one()]
+
+
+def _common_score() -> ColumnElement[float]:
+    return cast(literal_column(repr(COMMON_WORD_SCORE)), Float)
+
+
+def _sample(
+    dialect: str,
+    collection_id: int,
+    index: int,
+    group: list[str],
+    conditions: list[ColumnElement[bool]],
+    size: int,
+) -> Select[int, Any]:
+    """(image_id, COMMON_WORD_SCORE) of the images among the collection's first ``size`` texts
+    (by id, filters applied) holding the common phrase ``group``: read in the full-text
+    index's own order (FTS5 rowid, PostgreSQL's primary key), so the LIMIT stops the scan."""
+    if dialect == "sqlite":
+        first = (
+            select(ImageText.image_id.label("image_id"))
+            .select_from(_FTS)
+            .join(ImageText, ImageText.id == _FTS.c.rowid)
+            .where(_matching(dialect, index, group, "q"), ImageText.collection_id == collection_id)
+        )
+        order: Any = _FTS.c.rowid
+    else:
+        first = select(ImageText.image_id.label("image_id")).where(
+            _matching(dialect, index, group, "q"), ImageText.collection_id == collection_id
+        )
+        order = ImageText.id
+    if conditions:
+        first = first.join(ImageRecord, ImageRecord.id == ImageText.image_id).where(*conditions)
+    texts = first.order_by(order).limit(size).subquery(f"s{index}")
+    return select(texts.c.image_id, _common_score().label("score")).group_by(texts.c.image_id)
+
+
+def _holding(
+    dialect: str, collection_id: int, index: int, group: list[str], candidates: Any
+) -> Select[int, Any]:
+    """(image_id, COMMON_WORD_SCORE) of the ``candidates`` images holding the common phrase
+    ``group`` in one of their texts, checked on their own rows: the full-text index would walk
+    the phrase's whole posting list. SQLite: the phrase in ``terms``, the space-separated words
+    FTS5 indexes; PostgreSQL: the rows' ``tsv``."""
+    if dialect == "sqlite":
+        padded = literal_column("' '").concat(ImageText.terms).concat(" ")
+        held = func.instr(padded, bindparam(f"q{index}", " " + " ".join(group) + " ")) > 0
+    else:
+        held = _matching(dialect, index, group, "q")
+    return (
+        select(ImageText.image_id.label("image_id"), _common_score().label("score"))
+        .where(
+            ImageText.collection_id == collection_id,
+            ImageText.image_id.in_(select(candidates.c.image_id)),
+            held,
+        )
+        .group_by(ImageText.image_id)
+    )
+
+
+def _guarded(
+    dialect: str,
+    collection_id: int,
+    groups: list[list[str]],
+    counts: list[int],
+    conditions: list[ColumnElement[bool]],
+    limit: int,
+    match_all: bool,
+) -> Select[int, Any]:
+    """:func:`_ranked` when some group is common (see keyword_search): rare groups ranked as
+    always, common ones checked among the rarest group's images (or a first-texts sample)."""
+    common = {i for i, n in enumerate(counts) if n > COMMON_WORD_TEXTS}
+    size = max(COMMON_WORD_SAMPLE, limit)
+    parts: list[Select[int, Any]] = []
+    if not match_all:
+        for i, group in enumerate(groups):
+            parts.append(
+                _sample(dialect, collection_id, i, group, conditions, size)
+                if i in common
+                else _group_scores(dialect, collection_id, i, group, conditions)
+            )
+    else:
+        anchor = min(range(len(groups)), key=lambda i: (counts[i], i))
+        first = (
+            _sample(dialect, collection_id, anchor, groups[anchor], conditions, size)
+            if anchor in common
+            else _group_scores(dialect, collection_id, anchor, groups[anchor], conditions)
+        ).cte("anchor")
+        parts.append(select(first.c.image_id, first.c.score))
+        for i, group in enumerate(groups):
+            if i == anchor:
+                continue
+            parts.append(
+                _holding(dialect, collection_id, i, group, first)
+                if i in common
+                else _group_scores(dialect, collection_id, i, group, conditions)
+            )
+    per_group = union_all(*parts).subquery("g")
     score = func.sum(per_group.c.score).label("score")
     return (
         select(per_group.c.image_id, score)

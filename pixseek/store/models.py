@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,6 +30,8 @@ STATUS_FAILED = "failed"
 # Kinds of CollectionFolder: where the collection was indexed from, and what `pixseek rm` keeps out.
 FOLDER_ROOT = "root"
 FOLDER_EXCLUDED = "excluded"
+COLLECTION_READY = "ready"
+COLLECTION_BUILDING = "building"
 
 
 class Base(DeclarativeBase):
@@ -37,6 +42,15 @@ class Collection(Base):
     """A set of images embedded by one model; the model identity guards against mixing vectors."""
 
     __tablename__ = "collections"
+    __table_args__ = (
+        Index(
+            "uq_collections_one_active",
+            "active",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -52,6 +66,12 @@ class Collection(Base):
     # run of this collection reads images with; NULL: no OCR.
     ocr_engine: Mapped[str | None] = mapped_column(String(16))
     ocr_languages: Mapped[str | None] = mapped_column(String(200))
+    # Revision 0006: 'building' until its first full run finishes, then 'ready'; at most one
+    # collection is active (the one used when none is named), enforced by a partial unique index.
+    # Server-side defaults only: an insert that names no state (an older revision's code, a test
+    # writing the table of its time) gets them from the database.
+    state: Mapped[str] = mapped_column(String(16), server_default=COLLECTION_READY)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class ImageRecord(Base):
@@ -133,3 +153,21 @@ class ImageText(Base):
     terms: Mapped[str] = mapped_column(Text)
     boxes: Mapped[str | None] = mapped_column(Text)  # JSON [{"text", "box", "confidence"}], OCR only
     confidence: Mapped[float | None] = mapped_column(Float)
+
+
+class VectorChange(Base):
+    """One change to a collection's set of vectors (revision 0007), written by ``Store.apply`` in
+    the transaction that bumps the collection's generation: the other server processes of
+    ``pixseek serve --workers N`` read the changes since the generation they hold instead of
+    comparing id sets (pixseek.store.change_log). Trimmed by age; a reader whose generation is no
+    longer covered compares id sets once."""
+
+    __tablename__ = "vector_changes"
+    __table_args__ = (Index("ix_vector_changes_collection_generation", "collection_id", "generation"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    image_id: Mapped[int] = mapped_column(BigInteger)
+    added: Mapped[bool] = mapped_column(Boolean)  # False: removed
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)

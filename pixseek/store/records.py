@@ -25,6 +25,8 @@ class CollectionInfo:
     # OCR at index time: the concrete engine and the languages it reads (none: no OCR).
     ocr_engine: str | None = None
     ocr_languages: tuple[str, ...] = ()
+    state: str = "ready"  # 'building' while its first full indexing run has not finished
+    active: bool = False  # the collection used when none is named
 
     @property
     def ocr(self) -> OcrSetting | None:

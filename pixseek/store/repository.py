@@ -15,6 +15,8 @@ from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.orm import defer
 
 from pixseek.errors import NotFoundError, PixseekError
+from pixseek.store.change_log import ChangeLog, log_changes
+from pixseek.store.collection_states import CollectionStates
 from pixseek.store.database import DatabaseUnavailable, open_database
 from pixseek.store.duplicate_queries import DuplicateQueries
 from pixseek.store.keyword_queries import KeywordQueries, path_rows, text_rows, write_texts
@@ -79,10 +81,12 @@ def _info(row: Collection) -> CollectionInfo:
         row.generation,
         ocr_engine=row.ocr_engine,
         ocr_languages=tuple(row.ocr_languages.split(",")) if row.ocr_languages else (),
+        state=row.state,
+        active=row.active,
     )
 
 
-class Store(DuplicateQueries, KeywordQueries, OcrQueries):
+class Store(DuplicateQueries, KeywordQueries, OcrQueries, CollectionStates, ChangeLog):
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = Sessions(engine)
@@ -115,9 +119,10 @@ class Store(DuplicateQueries, KeywordQueries, OcrQueries):
             return [_info(row) for row in session.scalars(select(Collection).order_by(Collection.name))]
 
     def ensure_collection(
-        self, name: str, *, model_id: str, fingerprint: str, dim: int, precision: str
+        self, name: str, *, model_id: str, fingerprint: str, dim: int, precision: str, state: str = "ready"
     ) -> CollectionInfo:
-        """Open ``name`` for this model, creating it on first use; refuse another model's collection."""
+        """Open ``name`` for this model, creating it on first use (in ``state``: 'building' for one
+        built beside the active collection); refuse another model's collection."""
         with self._session.begin() as session:
             row = session.scalar(select(Collection).where(Collection.name == name))
             if row is None:
@@ -129,6 +134,7 @@ class Store(DuplicateQueries, KeywordQueries, OcrQueries):
                     precision=precision,
                     generation=0,
                     created_at=_now(),
+                    state=state,
                 )
                 session.add(row)
                 session.flush()
@@ -377,6 +383,8 @@ class Store(DuplicateQueries, KeywordQueries, OcrQueries):
                 raise NotFoundError(f"collection {collection_id} was dropped during indexing")
             if added or removed:
                 collection.generation += 1
+                # the same transaction: a reader that sees the generation sees its changes
+                log_changes(session, collection_id, collection.generation, [r.id for r in added], removed)
             generation, dim = collection.generation, collection.dim
         vectors = [vector for _, vector in batch.indexed]
         return AppliedChanges(

@@ -18,15 +18,23 @@ On disk a collection's index is a folder (:mod:`pixseek.store.index_folder`): ev
 under a fresh name and published by rewriting ``manifest.json``, so a reader or a crash never sees a
 half-written index. The manifest records the store generation it reflects; when SQL has moved on,
 the index catches up from SQL.
+
+Several processes on one collection (``pixseek serve --workers N``): one writes (indexes, saves,
+rebuilds the base); the others set :attr:`VectorIndex.writes_allowed` so that they never save or
+rebuild, and :meth:`VectorIndex.follow` SQL: the changes past their generation from the change log
+(:mod:`pixseek.store.change_log`), and the writer's new base, memory-mapped, once it publishes one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import faiss
 import numpy as np
@@ -59,6 +67,10 @@ _NO_IDS = np.empty(0, dtype=np.int64)
 class VectorIndex:
     """Thread-safe: searches and updates may come from different threads (API, watcher)."""
 
+    # Whether this process may save an index and rebuild a base (None: it may). A server worker
+    # that does not hold the writer lock says no: its index follows SQL and the writer's files.
+    writes_allowed: ClassVar[Callable[[], bool] | None] = None
+
     def __init__(
         self,
         dim: int,
@@ -79,6 +91,7 @@ class VectorIndex:
         self._lock = threading.RLock()
         self._maintenance: threading.Thread | None = None
         self.last_maintenance_error: str | None = None
+        self._manifest_seen: int | None = None  # follow(): the manifest's mtime last looked at
 
     # ---- sizes -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -158,6 +171,72 @@ class VectorIndex:
             )
         return len(missing), len(stale)
 
+    @staticmethod
+    def _may_write() -> bool:
+        allowed = VectorIndex.writes_allowed
+        return allowed is None or allowed()
+
+    def follow(self, store: Store, collection: CollectionInfo) -> tuple[int, int]:
+        """A reading process's catch-up with the writer, cheap when nothing changed (one SQL
+        query and a stat): take up the base the writer published if it is new, then apply the
+        changes past this index's generation from the change log, or compare id sets when the log
+        does not reach back that far. Returns (added, removed) counts."""
+        self._take_new_base(collection.dim)
+        current = store.generation(collection.id)
+        if current is None or current == self.generation:
+            return 0, 0
+        since = self.generation  # behind SQL by the log, or not comparable (-1; a recreated collection)
+        changes = store.changes_since(collection.id, since, current) if 0 <= since < current else None
+        if changes is None:
+            return self.reconcile(store, dataclasses.replace(collection, generation=current))
+        if len(changes.added):
+            ids, vectors = store.embeddings(changes.added.tolist(), collection.dim)
+        else:
+            ids, vectors = changes.added, np.empty((0, collection.dim), dtype=np.float32)
+        with self._lock:
+            if self.generation != changes.since:  # a reload or another catch-up ran meanwhile
+                return 0, 0
+            # Idempotent: an id-set comparison (on open, or above) may already have seen the
+            # newest rows while it recorded the generation read before them.
+            present = np.isin(ids, delta_ids(self.delta))
+            if self.base is not None:
+                present |= self.base.contains(ids)
+            ids, vectors = ids[~present], vectors[~present]
+            self.update(ids, vectors, changes.removed, current)
+        return len(ids), len(changes.removed)
+
+    def _take_new_base(self, dim: int) -> None:
+        """When the writer published a manifest naming another base than the one held: load the
+        saved index (its base memory-mapped) in place of this one's parts."""
+        if self.path is None:
+            return
+        manifest = self.path / index_folder.MANIFEST
+        try:
+            seen = manifest.stat().st_mtime_ns
+            if seen == self._manifest_seen:
+                return
+            named = (json.loads(manifest.read_text()).get("base") or {}).get("index")
+        except (OSError, ValueError):
+            return  # nothing saved yet, or a manifest being replaced: next time
+        self._manifest_seen = seen
+        if named == (self._base_files or {}).get("index"):
+            return
+        try:
+            saved = index_folder.read_saved(self.path, dim, mmap=self.options.mmap)
+        except (RuntimeError, OSError, ValueError, KeyError) as error:
+            log.warning("could not take up the new vector index base in %s (%s)", self.path, error)
+            self._manifest_seen = None
+            return
+        if saved is None:
+            return
+        delta = new_delta(dim)
+        if len(saved.delta_ids):
+            delta.add_with_ids(np.ascontiguousarray(saved.delta_vectors), saved.delta_ids)
+        with self._lock:
+            self.base, self._base_files, self.delta = saved.base, saved.base_files, delta
+            self.tombstones, self.generation = saved.tombstones, saved.generation
+        log.info("took up the vector index base %s (generation %d)", named, saved.generation)
+
     # ---- (re)building the base -----------------------------------------------------------------
     def planned(self) -> tuple[IndexPlan, str] | None:
         """The base the index should have now and why, or None if the current one is fine."""
@@ -184,7 +263,7 @@ class VectorIndex:
 
     def maintain(self, *, wait: bool = False, force: bool = False) -> bool:
         """Start (or, with ``wait``, run to the end) a base rebuild if one is due; True if it ran."""
-        if self.source is None:
+        if self.source is None or not self._may_write():
             return False
         with self._lock:
             if self._maintenance is not None and self._maintenance.is_alive():
@@ -323,7 +402,11 @@ class VectorIndex:
         return index
 
     def save(self, path: Path) -> None:
-        """Write what changed under fresh names, then publish it by replacing the manifest."""
+        """Write what changed under fresh names, then publish it by replacing the manifest (not in
+        a process that :attr:`writes_allowed` forbids: it follows the writer's files instead)."""
+        if not self._may_write():
+            self.path = Path(path)
+            return
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:

@@ -13,6 +13,7 @@ from pixseek.api.errors import ERRORS, PATH_ERRORS, with_problems
 from pixseek.api.presenters import job_info
 from pixseek.api.schemas import IndexRequest, JobInfo
 from pixseek.errors import NotFoundError
+from pixseek.service.text_reading import OcrChoice
 
 router = APIRouter(tags=["indexing"])
 
@@ -30,6 +31,12 @@ def start_index(state: State, request: IndexRequest | None = None) -> JobInfo:
         raise HTTPException(409, "no library roots configured (pixseek serve --root PATH)")
     path = request.path if request else None
     paths = [state.roots.existing(path)] if path else state.roots.paths
+    if request is not None and request.ocr is not None:
+        # Recorded before the job is queued: a missing extra or language data is this request's
+        # 400, not a failed job; the job (and the watcher's later updates) follow the record.
+        ocr = request.ocr
+        choice = OcrChoice(False) if ocr is False else OcrChoice(True, tuple(ocr.languages or ()), ocr.engine)
+        state.set_ocr(choice)
     return job_info(state.jobs.submit(paths), state.roots)
 
 

@@ -32,7 +32,7 @@ from pixseek.api.schemas import (
     TextTerm,
 )
 from pixseek.api.state import AppState
-from pixseek.library import SearchFilters
+from pixseek.library import Library, SearchFilters
 from pixseek.media.decode import decode_image
 from pixseek.media.errors import DecodeError
 from pixseek.search.query import Crop, QueryTerm
@@ -70,12 +70,13 @@ def search(request: SearchRequest, state: State) -> Response:
     ordered by ``final_score``)."""
     started = time.perf_counter()
     depth = request.offset + request.k
-    outcome = state.library.search(
+    library = state.collections.library(request.collection)
+    outcome = library.search(
         request.query,
         terms=query_terms(request.terms, state),
         k=request.k,
         depth=depth,
-        filters=search_filters(request.filters, state),
+        filters=search_filters(request.filters, state, library),
         rerank=request.rerank,
         rerank_k=request.rerank_k,
         min_score=request.min_score,
@@ -176,10 +177,10 @@ def _crop(box: CropBox | None) -> Crop | None:
     return Crop(box.x, box.y, box.width, box.height, fractions=box.unit == "fraction")
 
 
-def search_filters(filters: Filters, state: AppState) -> SearchFilters:
+def search_filters(filters: Filters, state: AppState, library: Library | None = None) -> SearchFilters:
     """The request's filters, with folders named by library root resolved inside it."""
     return SearchFilters(
-        folders=state.scope(filters.folders),
+        folders=state.scope(filters.folders, library),
         taken_after=filters.taken_after,
         taken_before=filters.taken_before,
         min_width=filters.min_width,

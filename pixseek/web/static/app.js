@@ -816,7 +816,8 @@ function renderStatus(status) {
   // The images a search here can return (under the served roots), not the whole collection's count.
   const searchable = collection ? collection.searchable ?? collection.indexed : 0;
   $("#status").textContent = collection
-    ? [`${searchable.toLocaleString()} images`, baseName(collection.model), status.device].filter(Boolean).join(" · ")
+    ? [`${searchable.toLocaleString()} images in “${collection.name}”`, baseName(collection.model), status.device]
+      .filter(Boolean).join(" · ")
     : "Nothing indexed yet";
   $("#status").title = status.served || "";
   $("#roots").replaceChildren(...Object.keys(status.roots || {}).map((name) => h("option", { value: name })));
@@ -842,11 +843,25 @@ async function pollStatus() {
   setTimeout(pollStatus, delay);
 }
 
+/** Another collection became active (collections.js): the header says so at once, and the results
+ * on show come again from it. Images in the query have ids of the old one: those searches end. */
+async function collectionActivated() {
+  try { renderStatus(await api("status")); } catch { /* the next poll tells */ }
+  if (!state.search) return;
+  if (state.chips.some((chip) => chip.kind === "indexed")) {
+    clearSearch();
+    showMessage("info", "Another collection is active", "Its images are not the ones in this query: search again.");
+  } else {
+    searchQuery();
+  }
+}
+
 // ---- start -------------------------------------------------------------------------------------
 async function start() {
   bindInputs();
   syncOrderControls();
   pollStatus();
+  document.addEventListener("pixseek:collection-activated", collectionActivated);
   const params = new URLSearchParams(location.search);
   if (SORTS.has(params.get("sort"))) {
     $("#sort").value = params.get("sort");

@@ -27,8 +27,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("images") as batch:  # SQLite before 3.35 cannot drop a column in place
-        batch.drop_column("ocr")
-    with op.batch_alter_table("collections") as batch:
-        batch.drop_column("ocr_languages")
-        batch.drop_column("ocr_engine")
+    # In place (SQLite 3.35+ and PostgreSQL): a batch copy would drop tables other tables reference.
+    op.drop_column("images", "ocr")
+    op.drop_column("collections", "ocr_languages")
+    op.drop_column("collections", "ocr_engine")
