@@ -25,7 +25,9 @@ from pixseek.api.app import create_app
 from pixseek.api.config import ServerSettings
 from pixseek.config import Settings
 from pixseek.library import Library
+from pixseek.store.index_folder import MANIFEST
 from pixseek.store.repository import Store
+from pixseek.store.vector_index import VectorIndex
 
 
 def _wait_built(client: TestClient, name: str, timeout: float = 120) -> dict:
@@ -229,3 +231,24 @@ def test_eval_compares_two_collections_on_one_caption_set(
     assert "no collection 'nope'" in cli(
         "eval", captions, "--images", folder, "--compare", "dual,nope", code=2
     )
+
+
+def test_a_build_in_a_reading_worker_still_saves_its_index(
+    settings: Settings, photos: Path, dual_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `serve --workers N` a build may run in a reader, whose saves are off; nobody else
+    writes a collection being built, so its own process must save it."""
+    with Library(settings) as first:
+        first.indexer(first.load_encoder()).run([photos])
+    monkeypatch.setattr(VectorIndex, "writes_allowed", lambda: False)  # a reading worker
+    with Library(settings.model_copy(update={"collection": "dual", "model": str(dual_dir)})) as library:
+        report = library.build(library.plan_build(library.load_encoder(), [photos]))
+        assert report.embedded > 0 and library.collection().state == "ready"
+        manifest = library.index_path("dual") / MANIFEST
+    assert manifest.exists()
+    default_manifest = settings.index_dir / "default" / MANIFEST
+    saved = default_manifest.read_bytes()
+    Image.new("RGB", (40, 30), "red").save(photos / "new.png")
+    with Library(settings) as first:  # an ordinary run in the same reading worker saves nothing
+        assert first.indexer(first.load_encoder()).run([photos]).embedded == 1
+    assert default_manifest.read_bytes() == saved

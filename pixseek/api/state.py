@@ -60,7 +60,10 @@ class AppState:
             self._watch_thread.join(timeout=30)
         self.jobs.close()
         if self.election is not None:
+            from pixseek.service.writer_lock import save_index_only_while
+
             self.election.close()
+            save_index_only_while(None)
         self.collections.close()
 
     @property

@@ -116,6 +116,9 @@ def build(
     vector index its size calls for, then mark it ready."""
     indexer = library.indexer(plan.encoder)
     indexer.text_donor = plan.donor.id if plan.donor is not None else None
+    # Whichever server process builds it saves it and builds its base: with `serve --workers N`
+    # that may be a reader, whose saves are otherwise off (the writer never writes this one).
+    indexer.vectors.builds_here = True
     report = indexer.run(list(plan.roots), progress=progress)
     library.finish_vectors(plan.collection)
     library.store.set_collection_state(plan.collection.id, COLLECTION_READY)

@@ -140,9 +140,11 @@ class WriterElection:
                 time.sleep(1)
 
 
-def save_index_only_while(is_writer: Callable[[], bool]) -> None:
+def save_index_only_while(is_writer: Callable[[], bool] | None) -> None:
     """This process saves vector indexes and rebuilds their bases only while ``is_writer()``: a
-    server worker process serves one collection, so the rule is the process's."""
+    server worker process serves one collection, so the rule is the process's. None lifts the
+    rule (the server closed: an app built and closed in one process, as in tests, must not leave
+    every later index in that process unsaved)."""
     from pixseek.store.vector_index import VectorIndex
 
     VectorIndex.writes_allowed = is_writer

@@ -70,6 +70,9 @@ class VectorIndex:
     # Whether this process may save an index and rebuild a base (None: it may). A server worker
     # that does not hold the writer lock says no: its index follows SQL and the writer's files.
     writes_allowed: ClassVar[Callable[[], bool] | None] = None
+    # Set on the index of a collection this process builds (pixseek.service.collections): no other
+    # process writes a collection still being built, so a reader worker's build saves it too.
+    builds_here: bool = False
 
     def __init__(
         self,
@@ -171,10 +174,9 @@ class VectorIndex:
             )
         return len(missing), len(stale)
 
-    @staticmethod
-    def _may_write() -> bool:
+    def _may_write(self) -> bool:
         allowed = VectorIndex.writes_allowed
-        return allowed is None or allowed()
+        return self.builds_here or allowed is None or allowed()
 
     def follow(self, store: Store, collection: CollectionInfo) -> tuple[int, int]:
         """A reading process's catch-up with the writer, cheap when nothing changed (one SQL
