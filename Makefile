@@ -58,3 +58,4 @@ bench-full: bench-deps
 	$(call run_bench,indexing-ocr-text,bench_indexing.py,--paths pixseek$(comma)pixseek-ocr --corpus text --precisions auto)
 	$(call run_bench,indexing-ocr-photos,bench_indexing.py,--paths pixseek$(comma)pixseek-ocr --precisions auto)
 	$(call run_bench,serve-workers,bench_serve_workers.py,)
+	$(call run_bench,peers,bench_peers.py,)
