@@ -62,6 +62,16 @@ def _json_text(value: object) -> object:
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_number)]
+
+
+def _json_false(value: object) -> object:
+    """``false`` itself: lax mode also read 0 and 0.0 as False, which the schema calls invalid."""
+    if value is not False:
+        raise ValueError("must be false, an object, or null")
+    return value
+
+
+JsonFalse = Annotated[Literal[False], BeforeValidator(_json_false)]
 # Bounds go inside Annotated, before the validator: as Field(ge=...) of an optional field they
 # reached the JSON schema as "ge"/"le", which no validator or generator reads.
 Pixels = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_number)]
@@ -383,7 +393,7 @@ class IndexRequest(BaseModel):
         default=None,
         description="A sub-path of a library root ('ROOT_NAME/sub/folder'); omit to index every root",
     )
-    ocr: OcrRequest | Literal[False] | None = Field(
+    ocr: OcrRequest | JsonFalse | None = Field(
         default=None,
         description="Read the words in images for this and every later run of the collection (as "
         "`pixseek index --ocr`): an object turns OCR on, with its languages and engine; false turns "
