@@ -21,9 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import argparse
 import json
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -34,7 +32,7 @@ import numpy as np
 import skimage
 from PIL import Image
 
-from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info
+from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info, start_server, stop_server
 from pixseek.config import Settings
 from pixseek.library import Library
 
@@ -70,12 +68,6 @@ def ensure_library(work_dir: Path, count: int) -> Path:
         crop = source.crop((x, y, x + source.width // 2, y + source.height // 2)).resize((320, 240))
         crop.save(folder / f"img_{i:05d}.jpg", quality=85)
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -129,35 +121,8 @@ def main() -> None:
     library.close()
     encode_ms, faiss_ms = baseline_ms(settings)
 
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "pixseek.cli",
-        "--data-dir",
-        str(data_dir),
-        "serve",
-        "--root",
-        str(photos),
-        "--port",
-        str(port),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(data_dir, photos, checkpoint)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise SystemExit("server did not start")
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()
@@ -192,8 +157,7 @@ def main() -> None:
             rss.append(rss_mb(server.pid))
             log(f"server RSS {rss[-1]:.0f} MB")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
 
     report = {
         "benchmark": "api_load",

@@ -27,7 +27,6 @@ import json
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,61 +36,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_api_load import QUERIES, ensure_library, free_port
+from bench_api_load import QUERIES, ensure_library
 from PIL import Image
 
-from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info, uptime
+from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info, start_server, stop_server, uptime
 from pixseek.config import Settings
 from pixseek.library import Library
-
-
-def start_server(
-    data_dir: Path, photos: Path, checkpoint: Path, workers: int
-) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "pixseek.cli",
-        "--data-dir",
-        str(data_dir),
-        "serve",
-        "--root",
-        str(photos),
-        "--port",
-        str(port),
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--workers",
-        str(workers),
-    ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    seen: set[str] = set()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # every worker answered (each loads its own model)
-        try:
-            response = httpx.get(f"{base}/health", timeout=5)
-            seen.add(response.headers.get("x-pixseek-worker", "single"))
-            if len(seen) >= workers:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        raise SystemExit(f"server with {workers} workers did not start")
-    return server, base
-
-
-def stop(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def throughput(base: str, clients: int, seconds: float) -> tuple[float, int, dict[str, int]]:
@@ -214,7 +164,7 @@ def main() -> None:
                 "rounds": rounds[workers],
                 "median_queries_per_s": statistics.median(r["queries_per_s"] for r in rounds[workers]),
             }
-        stop(servers.pop(1)[0])  # only the 2-process server writes from here on
+        stop_server(servers.pop(1)[0])  # only the 2-process server writes from here on
         log(f"staleness: {args.writes} writes")
         delays = staleness(servers[2][1], photos, args.writes)
         report["staleness_s"] = {
@@ -226,7 +176,7 @@ def main() -> None:
         }
     finally:
         for server, _ in servers.values():
-            stop(server)
+            stop_server(server)
     one, two = report["workers_1"]["median_queries_per_s"], report["workers_2"]["median_queries_per_s"]
     report["ratio"] = two / one
     print(f"cpu: {report['machine']}")

@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import torch
 import transformers
@@ -126,3 +128,62 @@ def cached_clustered(work_dir: Path, count: int, seed: int = 0) -> np.ndarray:
         del matrix
         staging.rename(path)
     return np.memmap(path, dtype=np.float32, mode="r", shape=(count, VECTOR_DIM))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    data_dir: Path, photos: Path, checkpoint: Path, workers: int = 1
+) -> tuple[subprocess.Popen, str]:
+    """``pixseek serve`` over ``photos`` on a free port, returned once each of its ``workers``
+    processes answered /health (each loads its own model): (process, base URL)."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "pixseek.cli",
+        "--data-dir",
+        str(data_dir),
+        "serve",
+        "--root",
+        str(photos),
+        "--port",
+        str(port),
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--workers",
+        str(workers),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    seen: set[str] = set()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # every worker answered (each loads its own model)
+        try:
+            response = httpx.get(f"{base}/health", timeout=5)
+            if response.status_code == 200:
+                seen.add(response.headers.get("x-pixseek-worker", "single"))
+            if len(seen) >= workers:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        server.kill()
+        raise SystemExit(f"server with {workers} workers did not start")
+    return server, base
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """Terminate a server started by :func:`start_server`, killing it if it does not stop."""
+    server.terminate()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

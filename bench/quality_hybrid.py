@@ -71,7 +71,16 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality_queries import FAMILIES, cutoff_queries, index_folder, log, machine, make_images, uptime
+from quality_queries import (
+    FAMILIES,
+    cutoff_queries,
+    index_folder,
+    log,
+    machine,
+    make_images,
+    run_lines,
+    uptime,
+)
 
 from pixseek.config import Settings
 from pixseek.library import Library
@@ -501,17 +510,10 @@ def _default_mode(library: Library) -> str:
 
 # ---- report ---------------------------------------------------------------------------------------
 def show(report: dict[str, Any]) -> str:
-    m = report["machine"]
     lines = [
         f"# Hybrid search measured (model {report['model']})",
         "",
-        f"CPU: {m['cpu']} ({m['cores']} cores), avx512_bf16: {m['avx512_bf16']}",
-        f"load before: {report['uptime_before']}",
-        f"load after:  {report['uptime_after']}",
-        f"run time: {report['seconds']:.0f}s ("
-        + ", ".join(f"{k} {v:.0f}s" for k, v in report["section_seconds"].items())
-        + ")",
-        "",
+        *run_lines(report),
     ]
     if "words" in report:
         w, ocr = report["words"], report["ocr"]

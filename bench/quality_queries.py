@@ -545,14 +545,10 @@ def cross_check(
 
 
 # ---- report -------------------------------------------------------------------------------------
-def show(report: dict[str, Any]) -> str:
-    lines = [
-        f"# Query quality on held-out shapes ({report['images']} images, seed {report['seed']}, "
-        f"model {report['model']})",
-        "",
-    ]
+def run_lines(report: dict[str, Any]) -> list[str]:
+    """Where and how a quality run ran: CPU and its bf16 flags, load before and after, time taken."""
     m = report["machine"]
-    lines += [
+    return [
         f"CPU: {m['cpu']} ({m['cores']} cores), avx512_bf16: {m['avx512_bf16']}, amx_bf16: {m['amx_bf16']}",
         f"load before: {report['uptime_before']}",
         f"load after:  {report['uptime_after']}",
@@ -561,6 +557,15 @@ def show(report: dict[str, Any]) -> str:
         + ")",
         "",
     ]
+
+
+def show(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Query quality on held-out shapes ({report['images']} images, seed {report['seed']}, "
+        f"model {report['model']})",
+        "",
+    ]
+    lines += run_lines(report)
     if "negatives" in report:
         neg = report["negatives"]
         lines += [

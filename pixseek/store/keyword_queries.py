@@ -355,17 +355,8 @@ def _ranked(
 ) -> Select[int, Any]:
     """The images matching every group (one row per group each; with ``match_all`` False, any
     group), filtered, by summed score. Only indexed images have texts: no status check needed."""
-    per_group = union_all(
-        *(_group_scores(dialect, collection_id, i, group, conditions) for i, group in enumerate(groups))
-    ).subquery("g")
-    score = func.sum(per_group.c.score).label("score")
-    return (
-        select(per_group.c.image_id, score)
-        .group_by(per_group.c.image_id)
-        .having(func.count() == len(groups) if match_all else func.count() >= 1)
-        .order_by(score.desc(), per_group.c.image_id)
-        .limit(limit)
-    )
+    parts = [_group_scores(dialect, collection_id, i, group, conditions) for i, group in enumerate(groups)]
+    return _summed(parts, len(groups), match_all, limit)
 
 
 def _matching(dialect: str, index: int, group: list[str], prefix: str = "p") -> ColumnElement[bool]:
@@ -488,12 +479,18 @@ def _guarded(
                 if i in common
                 else _group_scores(dialect, collection_id, i, group, conditions)
             )
+    return _summed(parts, len(groups), match_all, limit)
+
+
+def _summed(parts: Sequence[Select[Any, Any]], groups: int, match_all: bool, limit: int) -> Select[int, Any]:
+    """The images of the per-group score rows ``parts`` holding every group (or, without
+    ``match_all``, any), by summed score, ties by id."""
     per_group = union_all(*parts).subquery("g")
     score = func.sum(per_group.c.score).label("score")
     return (
         select(per_group.c.image_id, score)
         .group_by(per_group.c.image_id)
-        .having(func.count() == len(groups) if match_all else func.count() >= 1)
+        .having(func.count() == groups if match_all else func.count() >= 1)
         .order_by(score.desc(), per_group.c.image_id)
         .limit(limit)
     )

@@ -6,22 +6,11 @@
 "use strict";
 
 (() => {
+  // Elements are built with app.js's h() (loaded first): properties, attributes, events, text.
   const POLL_MS = 1000;  // GET /collections while a build runs
   const KEY_STORAGE = "pixseek-api-key";  // this tab's API key, for servers that need one for changes
   const view = { open: false, timer: null, loading: false, again: false, running: new Set() };
   const byId = (id) => document.getElementById(id);
-
-  // An element with properties (attributes when the name has a dash) and text or node children.
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (key.includes("-")) node.setAttribute(key, value);
-      else node[key] = value;
-    }
-    node.append(...children.filter((child) => child !== null && child !== undefined));
-    return node;
-  }
 
   // ---- API -------------------------------------------------------------------------------------
   class ApiError extends Error {
@@ -77,10 +66,10 @@
   function fail(prefix, error) {
     const box = byId("collections-error");
     box.hidden = !error;
-    box.replaceChildren(...(error ? [el("strong", {}, prefix), el("p", {}, error.message)] : []));
+    box.replaceChildren(...(error ? [h("strong", {}, prefix), h("p", {}, error.message)] : []));
     if (error && error.status === 401) {  // the server wants its key for changes: ask for it here
       byId("collections-key-field").hidden = false;
-      box.append(el("p", {}, "Enter the server's API key below, then try again."));
+      box.append(h("p", {}, "Enter the server's API key below, then try again."));
       byId("collections-key").focus();
     }
   }
@@ -90,18 +79,18 @@
     const build = item.build;
     if (build && build.state === "running") {
       const progress = build.total == null ? `${build.done} files so far` : `${build.done}/${build.total}`;
-      return el("td", { className: "coll-state building" },
-        el("label", {}, `Building: ${progress}`,
-          el("progress", { max: build.total || 1, value: build.total ? build.done : undefined })));
+      return h("td", { className: "coll-state building" },
+        h("label", {}, `Building: ${progress}`,
+          h("progress", { max: build.total || 1, value: build.total ? build.done : undefined })));
     }
     if (build && build.state === "failed") {
-      return el("td", { className: "coll-state failed" }, `Build failed: ${build.error || "unknown error"}`);
+      return h("td", { className: "coll-state failed" }, `Build failed: ${build.error || "unknown error"}`);
     }
     if (item.state === "building") {  // left half-built (a crash, a restart, another server)
-      return el("td", { className: "coll-state building" }, "Building, not running on this server",
-        el("span", { className: "muted" }, " (build it again with its model to resume)"));
+      return h("td", { className: "coll-state building" }, "Building, not running on this server",
+        h("span", { className: "muted" }, " (build it again with its model to resume)"));
     }
-    return el("td", { className: "coll-state ready" }, "Ready");
+    return h("td", { className: "coll-state ready" }, "Ready");
   }
 
   function ocrText(ocr) {
@@ -110,24 +99,24 @@
 
   function row(item) {
     const running = item.build && item.build.state === "running";
-    const actions = el("td", { className: "coll-actions" },
+    const actions = h("td", { className: "coll-actions" },
       item.state === "ready" && !item.active
-        ? el("button", { type: "button", "data-action": "activate", "data-name": item.name,
+        ? h("button", { type: "button", "data-action": "activate", "data-name": item.name,
           "aria-label": `Activate ${item.name}` }, "Activate")
         : null,
       !item.active && !running
-        ? el("button", { type: "button", "data-action": "delete", "data-name": item.name,
+        ? h("button", { type: "button", "data-action": "delete", "data-name": item.name,
           "aria-label": `Delete ${item.name}` }, "Delete")
         : null);
     const images = `${item.indexed.toLocaleString()}${item.failed ? ` (${item.failed.toLocaleString()} failed)` : ""}`;
-    return el("tr", { className: item.active ? "active" : "", "data-name": item.name },
-      el("th", { scope: "row", className: "coll-name" }, item.name),
-      el("td", { className: "coll-model" }, item.model,
-        el("span", { className: "muted" }, ` · ${item.dim}-d · ${item.precision}`)),
+    return h("tr", { className: item.active ? "active" : "", "data-name": item.name },
+      h("th", { scope: "row", className: "coll-name" }, item.name),
+      h("td", { className: "coll-model" }, item.model,
+        h("span", { className: "muted" }, ` · ${item.dim}-d · ${item.precision}`)),
       stateCell(item),
-      el("td", { className: "coll-images" }, images),
-      el("td", { className: "coll-ocr" }, ocrText(item.ocr)),
-      el("td", { className: "coll-active" }, item.active ? el("span", { className: "badge" }, "Active") : null),
+      h("td", { className: "coll-images" }, images),
+      h("td", { className: "coll-ocr" }, ocrText(item.ocr)),
+      h("td", { className: "coll-active" }, item.active ? h("span", { className: "badge" }, "Active") : null),
       actions);
   }
 
@@ -148,7 +137,7 @@
       : `${items.length} collection${items.length === 1 ? "" : "s"}` +
         (active ? `; searches use “${active.name}” (${active.model}).` : "; none is active.");
     const models = [...new Set(items.map((item) => item.model))];
-    byId("collection-models").replaceChildren(...models.map((model) => el("option", { value: model })));
+    byId("collection-models").replaceChildren(...models.map((model) => h("option", { value: model })));
   }
 
   /** Builds that ended since the last look, told once. */

@@ -4,21 +4,10 @@
 "use strict";
 
 (() => {
+  // Elements are built with app.js's h() (loaded first): properties, attributes, events, text.
   const GROUPS_PER_PAGE = 12;
   const view = { next: 0, loading: false, total: null };
   const byId = (id) => document.getElementById(id);
-
-  // An element with properties (attributes when the name has a dash) and text or node children.
-  function el(tag, props = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (key.includes("-")) node.setAttribute(key, value);
-      else node[key] = value;
-    }
-    node.append(...children.filter((child) => child !== null && child !== undefined));
-    return node;
-  }
 
   function bytes(size) {
     const units = ["B", "KB", "MB", "GB"];
@@ -40,20 +29,20 @@
       bytes(image.size_bytes),
       image.taken_at ? image.taken_at.slice(0, 10) : null,
     ].filter(Boolean).join(" · ");
-    return el("li", { className: keeper ? "dup-member keeper" : "dup-member" },
-      el("a", { href: image.file_url, target: "_blank", rel: "noopener", title: `${image.root}/${image.path}` },
-        el("img", { src: `${image.thumbnail_url}?size=256`, alt: name, loading: "lazy", width: 160, height: 160 })),
-      keeper ? el("span", { className: "badge" }, "Keep") : null,
-      el("span", { className: "dup-name", title: `${image.root}/${image.path}` }, name),
-      el("span", { className: "dup-facts" }, facts));
+    return h("li", { className: keeper ? "dup-member keeper" : "dup-member" },
+      h("a", { href: image.file_url, target: "_blank", rel: "noopener", title: `${image.root}/${image.path}` },
+        h("img", { src: `${image.thumbnail_url}?size=256`, alt: name, loading: "lazy", width: 160, height: 160 })),
+      keeper ? h("span", { className: "badge" }, "Keep") : null,
+      h("span", { className: "dup-name", title: `${image.root}/${image.path}` }, name),
+      h("span", { className: "dup-facts" }, facts));
   }
 
   function group(entry, number) {
     const members = entry.members.map((image) => member(image, image.id === entry.keeper_id));
-    return el("li", { className: `dup-group ${entry.kind}` },
-      el("p", { className: "dup-why" },
-        el("strong", {}, `${number}. ${entry.members.length} images`), `: ${why(entry)}`),
-      el("ul", { className: "dup-members" }, ...members));
+    return h("li", { className: `dup-group ${entry.kind}` },
+      h("p", { className: "dup-why" },
+        h("strong", {}, `${number}. ${entry.members.length} images`), `: ${why(entry)}`),
+      h("ul", { className: "dup-members" }, ...members));
   }
 
   function say(text, isError = false) {
