@@ -43,6 +43,7 @@ bench: bench-deps
 	$(call run_bench,ocr-quick,bench_ocr.py,--quick)
 	$(call run_bench,indexing-ocr-quick,bench_indexing.py,--quick --paths pixseek$(comma)pixseek-ocr --corpus text)
 	$(call run_bench,serve-workers-quick,bench_serve_workers.py,--quick)
+	$(call run_bench,peers-quick,bench_peers.py,--quick)
 
 bench-full: bench-deps
 	$(call run_bench,query,bench_query.py,)

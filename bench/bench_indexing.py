@@ -53,7 +53,7 @@ import torch
 import transformers
 from PIL import Image
 
-from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info
+from common import DEFAULT_WORK_DIR, PIXSEEK_CACHE, ensure_checkpoint, log, machine_info
 from pixseek.config import Settings
 from pixseek.embedding.encoder import DualEncoder
 from pixseek.embedding.runtime import resolve_precision
@@ -232,6 +232,7 @@ def make_settings(
     extra = {} if workers is None else {"decode_workers": workers}
     return Settings(
         data_dir=data_dir,
+        cache_dir=data_dir.parent.parent / PIXSEEK_CACHE,  # WORK_DIR/runs/data-X -> WORK_DIR/pixseek-cache
         model=str(checkpoint),
         precision=precision,
         device="cpu",
@@ -403,6 +404,13 @@ def profile_stages(
     stacked = np.stack(pixels)
     threads = torch.get_num_threads()
     for precision, enc in encoders.items():
+        if "OpenVINO" in enc.runtime:  # its own thread pool: every core, torch's count does not apply
+            run_model(enc, stacked[:batch_size], batch_size)
+            started = time.perf_counter()
+            run_model(enc, stacked, batch_size)
+            ms = (time.perf_counter() - started) * 1000 / len(stacked)
+            add(f"model {precision} ({enc.runtime})", ms, f"batches of {batch_size}, all cores")
+            continue
         for count in sorted({threads, 1}, reverse=True):
             torch.set_num_threads(count)
             try:

@@ -6,7 +6,11 @@ ViT-B/32 (bench/common.py's checkpoint; cost does not depend on the weights):
 
 * ``pixseek``: ``.venv/bin/pixseek index FOLDER --json`` with ``PIXSEEK_DATA_DIR`` a fresh temp dir,
   ``PIXSEEK_MODEL`` the checkpoint and ``PIXSEEK_PRECISION=auto`` (bf16 on CPUs with native bf16,
-  else fp32); everything else pixseek's defaults;
+  else fp32); everything else pixseek's defaults, so the image tower runs in OpenVINO, compiled
+  once into ``PIXSEEK_CACHE_DIR`` (``bench/.work/pixseek-cache``, kept between runs as rclip's
+  ONNX files are). That first run, which exports the tower, is timed on its own ("first use");
+* ``pixseek-torch``: the same with ``PIXSEEK_IMAGE_RUNTIME=torch`` (the PyTorch tower, pixseek
+  before issue 17's runtime), measured in the same rounds as the baseline of that change;
 * ``rclip`` 3.3.0: its own ``rclip.main.main`` (index the current folder, then answer one text
   query), run by bench/peers/run_rclip.py with the rclip venv's python, on ONNX exports of the same
   checkpoint (bench/peers/export_rclip_onnx.py) at input size 224; ``RCLIP_DATADIR`` a fresh dir;
@@ -69,13 +73,14 @@ from typing import Any
 
 import torch
 from bench_indexing import ensure_photos, photo_paths, warm_page_cache
+from pixseek_stages import parity, profile_set
 
-from common import DEFAULT_WORK_DIR, ensure_checkpoint, log, machine_info, uptime
+from common import DEFAULT_WORK_DIR, PIXSEEK_CACHE, ensure_checkpoint, log, machine_info, uptime
 from pixseek.embedding.runtime import resolve_precision
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS_SRC = Path(__file__).resolve().parent / "peers"
-TOOLS = ("pixseek", "rclip", "clip-retrieval")
+TOOLS = ("pixseek", "pixseek-torch", "rclip", "clip-retrieval")
 LARGE, SMALL = (4000, 3000), (640, 480)
 QUALITY = 90
 RUN_TIMEOUT_S = 3600
@@ -198,14 +203,18 @@ def _versions(python: Path, packages: Sequence[str]) -> str:
     return result.stdout.strip() or "unknown"
 
 
-def pixseek_tool(checkpoint: Path, precision: str) -> Tool:
+def pixseek_tool(checkpoint: Path, precision: str, cache_dir: Path, runtime: str = "auto") -> Tool:
     executable = REPO / ".venv" / "bin" / "pixseek"
     if not executable.exists():
         executable = Path(sys.executable).parent / "pixseek"
 
     def index(folder: Path, scratch: Path, log_path: Path, expected: int) -> Run:
         env = child_env(
-            PIXSEEK_DATA_DIR=str(scratch / "data"), PIXSEEK_MODEL=str(checkpoint), PIXSEEK_PRECISION="auto"
+            PIXSEEK_DATA_DIR=str(scratch / "data"),
+            PIXSEEK_MODEL=str(checkpoint),
+            PIXSEEK_PRECISION="auto",
+            PIXSEEK_CACHE_DIR=str(cache_dir),
+            PIXSEEK_IMAGE_RUNTIME=runtime,
         )
         run = run_process([str(executable), "index", str(folder), "--json"], env, folder, log_path)
         text = log_path.read_text(errors="replace")
@@ -214,7 +223,11 @@ def pixseek_tool(checkpoint: Path, precision: str) -> Tool:
             raise RuntimeError(f"pixseek embedded {report['embedded']}/{expected}: {report['failed'][:3]}")
         return run
 
-    return Tool("pixseek", _versions(Path(sys.executable), ["pixseek", "torch"]), f"torch {precision}", index)
+    if runtime == "torch":
+        versions = _versions(Path(sys.executable), ["pixseek", "torch"])
+        return Tool("pixseek-torch", versions, f"PyTorch {precision}", index)
+    versions = _versions(Path(sys.executable), ["pixseek", "openvino"])
+    return Tool("pixseek", versions, f"OpenVINO {precision} images (PyTorch texts)", index)
 
 
 def rclip_tool(work_dir: Path, checkpoint: Path, notes: list[str]) -> Tool | None:
@@ -356,6 +369,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="cache: model, photos, peer venvs"
     )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip pixseek's per-stage profile and parity check"
+    )
     parser.add_argument("--quick", action="store_true", help="40 + 40 images, subsets of 10, 1 round")
     if "--quick" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(large=40, small=40, subset=10, rounds=1)
@@ -377,7 +393,10 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = ensure_checkpoint(work_dir)
     precision = resolve_precision("auto", torch.device("cpu"))
     notes: list[str] = []
-    tools = [pixseek_tool(checkpoint, precision)]
+    cache_dir = work_dir / PIXSEEK_CACHE
+    tools: list[Tool | None] = [pixseek_tool(checkpoint, precision, cache_dir)]
+    if "pixseek-torch" in args.tools:
+        tools.append(pixseek_tool(checkpoint, precision, cache_dir, runtime="torch"))
     if "rclip" in args.tools:
         tools.append(rclip_tool(work_dir, checkpoint, notes))
     if "clip-retrieval" in args.tools:
@@ -422,6 +441,9 @@ def main(argv: list[str] | None = None) -> None:
         return run
 
     small_subset = folders[f"small {SMALL[0]}x{SMALL[1]}"][1]
+    # pixseek's first use of a model exports its image tower: timed once, from an empty cache.
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    first_use = once(present[0], small_subset, args.subset, "first-use").wall_s
     for tool in present:
         once(tool, small_subset, args.subset, "warm-up")
 
@@ -440,6 +462,13 @@ def main(argv: list[str] | None = None) -> None:
                 cell.subset.append(once(tool, subset, args.subset, f"{tag}-n{args.subset}"))
                 cell.full.append(once(tool, full, cell.n_full, f"{tag}-n{cell.n_full}"))
     machine["load_after"] = uptime()
+    profiles: list[dict[str, Any]] = []
+    checks: dict[str, Any] = {}
+    if not args.no_profile:
+        for label, (full, _) in folders.items():
+            profiles.append({"label": label, **profile_set(full, work_dir, checkpoint, precision, cache_dir)})
+        checks = parity(checkpoint, folders[f"small {SMALL[0]}x{SMALL[1]}"][0], cache_dir)
+        machine["load_after_profile"] = uptime()
 
     summaries = [cell.summary() for cell in cells.values()]
     by_key = {(s["tool"], s["set"]): s for s in summaries}
@@ -458,11 +487,22 @@ def main(argv: list[str] | None = None) -> None:
         "model": "CLIP ViT-B/32 architecture, random weights, input 224 px (bench/common.py)",
         "tools": {tool.name: {"version": tool.version, "runtime": tool.runtime} for tool in present},
         "skipped": notes,
+        "pixseek_first_use_s": first_use,
     }
-    print_report(machine, config, summaries)
+    for profile in profiles:
+        steady = by_key[("pixseek", profile["label"])]["steady_images_per_s"]
+        profile["pixseek_steady_images_per_s"] = steady
+        profile["fraction_of_bound"] = steady / profile["bound_images_per_s"]
+    print_report(machine, config, summaries, profiles, checks)
 
 
-def print_report(machine: dict[str, Any], config: dict[str, Any], summaries: list[dict[str, Any]]) -> None:
+def print_report(
+    machine: dict[str, Any],
+    config: dict[str, Any],
+    summaries: list[dict[str, Any]],
+    profiles: list[dict[str, Any]],
+    checks: dict[str, Any],
+) -> None:
     print(f"## Peer benchmark ({datetime.date.today().isoformat()})\n")
     flags = ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in machine["cpu_flags"].items())
     print(
@@ -495,12 +535,38 @@ def print_report(machine: dict[str, Any], config: dict[str, Any], summaries: lis
             f"| {s['steady_images_per_s']:.2f} | {s['startup_s']:.1f} | {s['peak_rss_mb']:.0f} "
             f"({s['tree_rss_mb']:.0f}) | {s['ratio_wall']:.2f}x | {s['ratio_steady']:.2f}x |"
         )
+    print(
+        f"\npixseek's first use of the model (empty cache: loads torch and transformers, exports the "
+        f"image tower, then indexes the {config['subset_images']}-image small subset): "
+        f"{config['pixseek_first_use_s']:.1f} s."
+    )
+    for profile in profiles:
+        print(f"\n### Where pixseek's time goes: {profile['label']} ({profile['images']} images)\n")
+        print("| stage | ms per image | note |\n|---|---:|---|")
+        for stage in profile["stages"]:
+            print(f"| {stage['stage']} | {stage['ms_per_image']:.2f} | {stage['note']} |")
+        print(
+            f"\nCompute bound on {profile['cores']} cores (decode worker + model CPU time per image, "
+            f"over the cores): {profile['bound_images_per_s']:.1f} images/s "
+            f"({profile['bound_with_write_images_per_s']:.1f} with the SQL + FAISS write); model alone "
+            f"{profile['model_alone_images_per_s']:.1f} images/s. pixseek steady state: "
+            f"{profile['pixseek_steady_images_per_s']:.1f} images/s = "
+            f"{100 * profile['fraction_of_bound']:.0f}% of the bound."
+        )
+    if checks:
+        print(
+            f"\nParity with transformers fp32 on 32 of the small set's images: fp32 max |diff| "
+            f"{checks['fp32_max_abs_diff']:.2e} ({checks['fp32_runtime']}), bf16 min cosine "
+            f"{checks['bf16_min_cosine']:.5f} ({checks['bf16_runtime']})."
+        )
     payload = {
         "benchmark": "peers",
         "date": datetime.date.today().isoformat(),
         "machine": machine,
         "config": config,
         "results": summaries,
+        "profiles": profiles,
+        "parity": checks,
     }
     print()
     print(json.dumps(payload))

@@ -26,6 +26,7 @@ from pixseek.testing.tiny_models import build_clip
 
 DEFAULT_WORK_DIR = Path(__file__).resolve().parent / ".work"
 CHECKPOINT_NAME = "clip-vit-b32-random"
+PIXSEEK_CACHE = "pixseek-cache"  # PIXSEEK_CACHE_DIR of the benchmarks' runs: compiled image towers
 
 
 def log(message: str) -> None:

@@ -140,7 +140,7 @@ def index_folder(library: Library, folder: Path) -> None:
     library.finish_vectors(library.collection())
     log(
         f"indexed {report.embedded} images ({len(report.failed)} failed) in {report.seconds:.1f}s "
-        f"[{encoder.model_id}, {encoder.device}, {encoder.precision}]"
+        f"[{encoder.model_id}, {encoder.runtime}]"
     )
 
 

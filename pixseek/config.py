@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pixseek.vocabulary import IndexKind, Precision, RerankChoice
+from pixseek.vocabulary import ImageRuntime, IndexKind, Precision, RerankChoice
 
 DEFAULT_MODEL = "clip"
 DEFAULT_COLLECTION = "default"  # the collection used when none is named and none is active
@@ -41,6 +41,12 @@ def default_data_dir() -> Path:
     return Path(base) / "pixseek"
 
 
+def default_cache_dir() -> Path:
+    """XDG cache directory: compiled image towers are derived from the checkpoints, safe to delete."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pixseek"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PIXSEEK_", extra="ignore")
 
@@ -59,6 +65,14 @@ class Settings(BaseSettings):
     )
     device: str = "auto"
     precision: Precision = Precision.AUTO
+    image_runtime: ImageRuntime = Field(
+        default=ImageRuntime.AUTO,
+        description="what runs the image tower: auto (OpenVINO on a CPU when installed), torch, openvino",
+    )
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="derived files kept between runs (compiled image towers); safe to delete",
+    )
     batch_size: int = Field(default=32, ge=1, le=4096)
     decode_workers: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1)
     # Re-ranking of text queries (pixseek.search.rerank). Off by default: each re-ranker is an extra

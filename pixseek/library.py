@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from pixseek.distributed.sharded_serving import ShardedSearch
-    from pixseek.embedding import DualEncoder, Encoder
+    from pixseek.embedding import Encoder
     from pixseek.indexer.pipeline import Indexer, IndexReport
     from pixseek.indexer.text_reading import TextReader
     from pixseek.indexer.watch import Watcher, WatcherState, WatchOptions
@@ -136,7 +136,7 @@ class Library:
         self._vectors: VectorIndex | None = None
         self._sharded: ShardedSearch | None = None  # with settings.ray_address: what searches use
         self._sharded_lock = threading.Lock()
-        self._search_encoder: tuple[tuple[int, str, str | None], DualEncoder] | None = None
+        self._search_encoder: tuple[tuple[int, str, str | None], Encoder] | None = None
         self._serving: Serving | None = None
         self._text_readers = TextReaders()
         if serving:
@@ -181,11 +181,15 @@ class Library:
         existing = self.store.collection(self.collection_name)
         return existing.model_id if existing is not None else DEFAULT_MODEL
 
-    def load_encoder(self, model: str | None = None) -> DualEncoder:
+    def load_encoder(self, model: str | None = None) -> Encoder:
         from pixseek.embedding import load_encoder
 
         return load_encoder(
-            model or self.model_name(), device=self.settings.device, precision=self.settings.precision
+            model or self.model_name(),
+            device=self.settings.device,
+            precision=self.settings.precision,
+            runtime=self.settings.image_runtime,
+            cache_dir=self.settings.cache_dir,
         )
 
     def collection(self) -> CollectionInfo:
@@ -194,7 +198,7 @@ class Library:
             raise NotFoundError(f"no collection {self.collection_name!r} yet: run `pixseek index PATH` first")
         return info
 
-    def collection_for(self, encoder: DualEncoder) -> CollectionInfo:
+    def collection_for(self, encoder: Encoder) -> CollectionInfo:
         return self.store.ensure_collection(
             self.collection_name,
             model_id=encoder.model_id,
@@ -203,7 +207,7 @@ class Library:
             precision=encoder.precision,
         )
 
-    def encoder_for(self, collection: CollectionInfo, model: str | None = None) -> DualEncoder:
+    def encoder_for(self, collection: CollectionInfo, model: str | None = None) -> Encoder:
         """The collection's own model (or ``model`` if it is the same one under another name)."""
         encoder = self.load_encoder(model or collection.model_id)
         if encoder.fingerprint != collection.model_fingerprint or encoder.dim != collection.dim:
@@ -259,7 +263,7 @@ class Library:
     def collection_entries(self) -> list[CollectionEntry]:
         return collections.entries(self.store, self.active_collection_name())
 
-    def plan_build(self, encoder: DualEncoder, roots: Sequence[Path] = ()) -> collections.BuildPlan:
+    def plan_build(self, encoder: Encoder, roots: Sequence[Path] = ()) -> collections.BuildPlan:
         """This library's collection, created for ``encoder`` to be built beside the active one
         (or found half-built, to resume); see :mod:`pixseek.service.collections`."""
         return collections.plan_build(self, encoder, roots, donor_name=self.active_collection_name())
@@ -362,7 +366,7 @@ class Library:
         self._text_readers.for_choice(choice, self.store.collection(self.collection_name))
 
     def indexer(
-        self, encoder: DualEncoder, opener: FileOpener | None = None, ocr: OcrChoice | None = None
+        self, encoder: Encoder, opener: FileOpener | None = None, ocr: OcrChoice | None = None
     ) -> Indexer:
         """``opener``: how files are read; default: :meth:`file_opener`. ``ocr``: turn OCR on or
         off, or change its languages, for this and every later run of the collection; by default
@@ -383,7 +387,7 @@ class Library:
             text_reader=self.text_reader(collection),
         )
 
-    def ocr_collection(self, encoder: DualEncoder, ocr: OcrChoice | None) -> CollectionInfo:
+    def ocr_collection(self, encoder: Encoder, ocr: OcrChoice | None) -> CollectionInfo:
         """The collection ``encoder`` indexes into, with ``ocr`` recorded on it when asked for."""
         if ocr is None or not ocr.asked:
             return self.collection_for(encoder)
@@ -396,7 +400,7 @@ class Library:
         return self._text_readers.for_collection(collection)
 
     def ray_indexer(
-        self, encoder: DualEncoder, address: str | None, actors: int | None, ocr: OcrChoice | None = None
+        self, encoder: Encoder, address: str | None, actors: int | None, ocr: OcrChoice | None = None
     ) -> Indexer:
         """The ``--ray`` counterpart of :meth:`indexer`: same rules, files prepared on Ray actors."""
         from pixseek.distributed.ray_indexing import ray_indexer
@@ -431,7 +435,7 @@ class Library:
             encoder = self._serving.query_encoder
         return self.sharded_search(collection).searcher(collection, encoder, self.file_opener())
 
-    def _query_encoder(self, collection: CollectionInfo, model: str | None) -> DualEncoder:
+    def _query_encoder(self, collection: CollectionInfo, model: str | None) -> Encoder:
         """The collection's model, loaded on a searcher's first query and kept for the next
         searchers of this library (a library caller's searches must not load it each time)."""
         key = (collection.id, collection.model_fingerprint, model)

@@ -19,6 +19,15 @@ class Precision(StrEnum):
     FP16 = "fp16"
 
 
+class ImageRuntime(StrEnum):
+    """What runs the image tower: ``auto`` is OpenVINO on a CPU when it is installed and the
+    precision is fp32 or bf16 (1.5-2.7x PyTorch there, docs/benchmarks.md), else PyTorch."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    OPENVINO = "openvino"
+
+
 class IndexKind(StrEnum):
     """The vector index a collection gets (``auto``: chosen by size and memory budget)."""
 

@@ -7,9 +7,13 @@ Nothing here touches the network: checkpoints are built from small configs and s
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Compiled image towers (pixseek.embedding.openvino_tower) go to a cache of this test session, not
+# the user's: each session-wide tiny checkpoint is exported once, as a user's model would be.
+os.environ["PIXSEEK_CACHE_DIR"] = tempfile.mkdtemp(prefix="pixseek-test-cache-")
 
 import shutil
 import uuid
@@ -39,6 +43,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "PIXSEEK_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 SAMPLE_SUFFIXES = {".png", ".jpg", ".gif", ".tif"}
+
+
+def pytest_unconfigure() -> None:
+    shutil.rmtree(os.environ["PIXSEEK_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -289,7 +289,7 @@ def test_status_health_metrics_and_docs(client: TestClient) -> None:
     assert status["jobs"][0]["paths"] == ["photos"]
     sub = client.post("/index", json={"path": "photos/indoor"}).json()
     assert sub["paths"] == ["photos/indoor"] and wait_for_job(client, sub["id"])["state"] == "done"
-    assert status["device"] == "cpu (fp32)"
+    assert status["device"] == "cpu, fp32, OpenVINO images"
     assert client.get("/health").json() == {"status": "ok"}
     client.post("/search", json={"query": "cat"})
     metrics = client.get("/metrics").text

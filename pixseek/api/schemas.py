@@ -519,7 +519,10 @@ class StatusResponse(BaseModel):
     version: str
     collection: CollectionStatus | None
     roots: dict[str, str] = Field(description="Library root name -> absolute path")
-    device: str | None
+    device: str | None = Field(
+        description="Where and how the loaded model runs, e.g. 'cpu, bf16, OpenVINO images'; null "
+        "until the first request that needs it"
+    )
     jobs: list[JobInfo]
     rerankers: list[str] = Field(description="Re-rankers this server loaded (pixseek serve --rerank)")
     watcher: WatcherStatus | None = Field(description="Folder watch state (pixseek serve --watch), or null")

@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -75,9 +76,14 @@ def configure_logging(verbose: bool) -> None:
 
 def quiet_model_loading() -> None:
     """Checkpoint-loading chatter and transformers' own progress bars are not for users. Called by
-    the commands that load a model, just before: importing transformers costs seconds."""
-    import transformers
-
+    the commands that load a model, just before. transformers is not imported for it (a run with a
+    cached compiled image tower never imports it, and that costs seconds): until it is imported,
+    its environment variables say the same (the progress bars follow HF_HUB_DISABLE_PROGRESS_BARS)."""
+    transformers = sys.modules.get("transformers")
+    if transformers is None:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        return
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 

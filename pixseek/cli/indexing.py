@@ -178,7 +178,7 @@ def index(
             summary["rerank_cache"] = {kind: asdict(fill) for kind, fill in fills.items()}
         out.print_json(json.dumps(summary))
     elif not quiet:
-        print_report(err, report, f" [{encoder.model_id}, {encoder.device}, {encoder.precision}]")
+        print_report(err, report, f" [{encoder.model_id}, {encoder.runtime}]")
         for kind, fill in fills.items():
             err.print(
                 f"{kind} re-ranker cache: {plural(fill.computed, 'image')} cached, {fill.already_cached} "

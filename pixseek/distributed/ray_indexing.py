@@ -38,7 +38,7 @@ from pixseek.media.decode import DEFAULT_MAX_PIXELS
 from pixseek.media.files import DEFAULT_MAX_FILE_BYTES, FileOpener
 
 if TYPE_CHECKING:
-    from pixseek.embedding import DualEncoder, Encoder
+    from pixseek.embedding import Encoder
     from pixseek.indexer.text_reading import TextReader
     from pixseek.library import Library
     from pixseek.service.text_reading import OcrChoice
@@ -242,7 +242,7 @@ def actor_error_reason(message: str) -> str | None:
 
 def ray_indexer(
     library: Library,
-    encoder: DualEncoder,
+    encoder: Encoder,
     *,
     address: str | None = None,
     actors: int | None = None,

@@ -17,6 +17,7 @@ __getattr__ = lazy_attributes(
         "Encoder": "pixseek.embedding.encoder",
         "ModelLoadError": "pixseek.embedding.checkpoint",
         "load_encoder": "pixseek.embedding.encoder",
+        "CachedTowerEncoder": "pixseek.embedding.encoder",
     },
 )
 

@@ -108,7 +108,7 @@ class TextQueryBatcher:
     def __init__(self, encoder: Encoder, *, max_batch: int = 64):
         self.encoder = encoder
         self.model_id, self.fingerprint, self.dim = encoder.model_id, encoder.fingerprint, encoder.dim
-        self.device, self.precision = encoder.device, encoder.precision
+        self.precision = encoder.precision
         self.image_min_side = encoder.image_min_side
         self.preprocess_image = encoder.preprocess_image
         self.embed_pixels = encoder.embed_pixels
@@ -116,6 +116,10 @@ class TextQueryBatcher:
         self._batcher: MicroBatcher[list[str], np.ndarray] = MicroBatcher(
             self._embed, max_batch=max_batch, name="pixseek-text-batcher"
         )
+
+    @property
+    def runtime(self) -> str:
+        return self.encoder.runtime
 
     @property
     def forwards(self) -> int:

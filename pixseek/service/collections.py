@@ -23,7 +23,7 @@ from pixseek.store.records import CollectionInfo, OcrSetting
 from pixseek.store.repository import Store
 
 if TYPE_CHECKING:
-    from pixseek.embedding import DualEncoder
+    from pixseek.embedding import Encoder
     from pixseek.indexer.pipeline import IndexReport
     from pixseek.library import Library
 
@@ -69,13 +69,13 @@ class BuildPlan:
     """A collection to build: its (empty or half-built) record, its model, and what it reuses."""
 
     collection: CollectionInfo
-    encoder: DualEncoder
+    encoder: Encoder
     roots: tuple[Path, ...]
     donor: CollectionInfo | None  # the collection whose OCR words are reused
 
 
 def plan_build(
-    library: Library, encoder: DualEncoder, roots: Sequence[Path] = (), donor_name: str | None = None
+    library: Library, encoder: Encoder, roots: Sequence[Path] = (), donor_name: str | None = None
 ) -> BuildPlan:
     """Create (or find half-built) ``library``'s collection for ``encoder`` in state 'building'.
 

@@ -22,7 +22,7 @@ from pixseek.search.searcher import Searcher
 from pixseek.store.records import CollectionInfo, SearchFilters
 
 if TYPE_CHECKING:
-    from pixseek.embedding import DualEncoder
+    from pixseek.embedding import Encoder
     from pixseek.indexer.pipeline import IndexReport
     from pixseek.indexer.text_reading import TextReader
     from pixseek.indexer.watch import Watcher
@@ -37,7 +37,7 @@ class Serving:
     def __init__(self, library: Library):
         self._library = library
         self._lock = threading.RLock()
-        self._encoder: DualEncoder | None = None
+        self._encoder: Encoder | None = None
         self._text_batcher: TextQueryBatcher | None = None
         self._search_batcher: VectorSearchBatcher | None = None
         self._searcher: Searcher | None = None
@@ -59,11 +59,11 @@ class Serving:
         self.scorers(library.rerank_kinds())
 
     @property
-    def loaded_encoder(self) -> DualEncoder | None:
+    def loaded_encoder(self) -> Encoder | None:
         """The encoder if it is loaded already (a status report must not load it)."""
         return self._encoder
 
-    def encoder(self) -> DualEncoder:
+    def encoder(self) -> Encoder:
         """The collection's own model (checked), or for a collection not created yet the configured
         one: what searches, indexing jobs and the watcher all use."""
         with self._lock:

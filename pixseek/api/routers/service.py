@@ -26,7 +26,7 @@ def status(state: State) -> StatusResponse:
         version=pixseek.__version__,
         collection=summary,
         roots=state.roots.by_name,
-        device=f"{encoder.device} ({encoder.precision})" if encoder else None,
+        device=encoder.runtime if encoder else None,
         jobs=[job_info(job, state.roots) for job in state.jobs.all()],
         rerankers=list(state.rerankers),
         watcher=None if state.watcher is None else watcher_status(state.watcher.state(), state.roots),
