@@ -44,6 +44,7 @@ bench: bench-deps
 	$(call run_bench,indexing-ocr-quick,bench_indexing.py,--quick --paths pixseek$(comma)pixseek-ocr --corpus text)
 	$(call run_bench,serve-workers-quick,bench_serve_workers.py,--quick)
 	$(call run_bench,peers-quick,bench_peers.py,--quick)
+	$(call run_bench,image-runtimes-quick,bench_image_runtimes.py,--quick)
 
 bench-full: bench-deps
 	$(call run_bench,query,bench_query.py,)
@@ -60,3 +61,4 @@ bench-full: bench-deps
 	$(call run_bench,indexing-ocr-photos,bench_indexing.py,--paths pixseek$(comma)pixseek-ocr --precisions auto)
 	$(call run_bench,serve-workers,bench_serve_workers.py,)
 	$(call run_bench,peers,bench_peers.py,)
+	$(call run_bench,image-runtimes,bench_image_runtimes.py,)
