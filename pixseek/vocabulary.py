@@ -21,7 +21,7 @@ class Precision(StrEnum):
 
 class ImageRuntime(StrEnum):
     """What runs the image tower: ``auto`` is OpenVINO on a CPU when it is installed and the
-    precision is fp32 or bf16 (1.5-2.7x PyTorch there, docs/benchmarks.md), else PyTorch."""
+    precision is fp32 or bf16 (1.7x PyTorch in bf16, 2.5x in fp32, docs/benchmarks.md), else PyTorch."""
 
     AUTO = "auto"
     TORCH = "torch"

@@ -8,7 +8,7 @@ Images run through one of two runtimes (:class:`pixseek.vocabulary.ImageRuntime`
 model, or on a CPU its image tower compiled with OpenVINO (pixseek.embedding.openvino_tower). With
 a compiled tower cached for the checkpoint, :func:`load_encoder` returns a :class:`CachedTowerEncoder`,
 which indexes without importing torch or transformers at all and loads the PyTorch model only
-when a text is first embedded: a run's start-up drops from ~7 s to ~1 s (docs/benchmarks.md "Peers").
+when a text is first embedded: a run's start-up drops from ~7 s to ~2 s (docs/benchmarks.md "Peers").
 """
 
 from __future__ import annotations

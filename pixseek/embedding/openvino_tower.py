@@ -1,10 +1,9 @@
 """The image tower compiled with OpenVINO, cached per checkpoint: pixseek's CPU runtime for images.
 
 Measured on the 2-core AVX512-BF16 EPYC (docs/benchmarks.md "Image tower runtimes"), the CLIP
-ViT-B/32 image tower at batch 32 runs 84 images/s in OpenVINO bf16 against 55 in PyTorch bf16
-autocast, and 45 against 17 in fp32: OpenVINO fuses the GELUs and norms that PyTorch runs as
-separate fp32 passes, and its own GEMM kernels reach AVX-512 on AMD CPUs, where PyTorch's fp32
-matmul does not. Its outputs match transformers' ``get_image_features`` to fp32 rounding
+ViT-B/32 image tower at batch 32 runs 82 images/s in OpenVINO bf16 against 49 in PyTorch bf16
+autocast (68 with ``torch.compile``, after a 30 s first call), and 45 against 18 in fp32 (ONNX
+Runtime: 40). Its outputs match transformers' ``get_image_features`` to fp32 rounding
 (tests/test_openvino_tower.py).
 
 Converting needs torch and the loaded model (a few seconds), so it happens once per checkpoint:
