@@ -21,12 +21,11 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_indexing import fresh_library, photo_paths
+from bench_indexing import _mean_ms, fresh_library, photo_paths
 from PIL import Image
 
 from common import log
@@ -38,14 +37,6 @@ from pixseek.media.perceptual import perceptual_hash
 from pixseek.store.records import ChangeBatch, FileFacts
 
 BATCH = 32
-
-
-def _per_item_ms(func: Callable[[Any], Any], items: Sequence[Any]) -> tuple[float, list[Any]]:
-    """Median-free mean: ms per item over ``items`` one at a time, after one warm-up call."""
-    func(items[0])
-    started = time.perf_counter()
-    outputs = [func(item) for item in items]
-    return (time.perf_counter() - started) * 1000 / len(items), outputs
 
 
 def _batches(array: np.ndarray) -> list[np.ndarray]:
@@ -67,20 +58,20 @@ def profile_set(
         stages.append({"stage": stage, "ms_per_image": ms, "note": note})
         log(f"stages {folder.name}: {stage}: {ms:.2f} ms/image")
 
-    read_ms, blobs = _per_item_ms(lambda path: path.read_bytes(), paths)
+    read_ms, blobs = _mean_ms(lambda path: path.read_bytes(), paths)
     add("read file (page cache)", read_ms)
-    add("content hash (sha256)", _per_item_ms(content_hash, blobs)[0])
-    decode_ms, decoded = _per_item_ms(lambda data: decode_image(data, min_side=encoder.image_min_side), blobs)
+    add("content hash (sha256)", _mean_ms(content_hash, blobs)[0])
+    decode_ms, decoded = _mean_ms(lambda data: decode_image(data, min_side=encoder.image_min_side), blobs)
     width, height = decoded[0].image.size
     add("decode (JPEG draft)", decode_ms, f"to {width}x{height}")
-    add("perceptual hash", _per_item_ms(lambda d: perceptual_hash(d.image), decoded)[0])
-    transform_ms, pixels = _per_item_ms(lambda d: encoder.preprocess_image(d.image), decoded)
+    add("perceptual hash", _mean_ms(lambda d: perceptual_hash(d.image), decoded)[0])
+    transform_ms, pixels = _mean_ms(lambda d: encoder.preprocess_image(d.image), decoded)
     add("image transform", transform_ms)
 
     with fresh_library(work_dir, checkpoint, precision, BATCH, 1) as library:
         indexer = library.indexer(encoder)
         entries = list(walk_images([folder]))
-        prepare_ms, _ = _per_item_ms(indexer._prepare, entries)
+        prepare_ms, _ = _mean_ms(indexer._prepare, entries)
         add("Indexer._prepare (one worker, all of the above + EXIF + SQL look-up)", prepare_ms)
 
         stacked = np.stack(pixels)
