@@ -147,3 +147,33 @@ def test_usage_mistakes_are_one_line(args: list[str], message: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and message in result.output and "--help" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def _pixseek_executable(tmp_path: Path, args: list[str], prelude: str = "") -> subprocess.CompletedProcess:
+    """``pixseek ARGS`` as the installed entry point runs it (``pixseek.cli:main``), output piped."""
+    code = f"import sys\n{prelude}\nsys.argv = ['pixseek', *{args!r}]\nfrom pixseek.cli import main\nmain()\n"
+    environment = {**os.environ, "PIXSEEK_DATA_DIR": str(tmp_path)}
+    command = [sys.executable, "-c", code]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_the_executable_skips_teardown_but_keeps_output_status_and_exit_handlers(tmp_path: Path) -> None:
+    """Leaving without the interpreter's teardown (pixseek.cli.fast_exit) must lose nothing a user sees."""
+    on_exit = "import atexit\natexit.register(lambda: print('exit handler ran', file=sys.stderr))"
+    listed = _pixseek_executable(tmp_path, ["--help"], on_exit)
+    # Piped stdout is block-buffered: without the flush before os._exit the help would vanish.
+    assert listed.returncode == 0 and listed.stdout.rstrip().splitlines()[-1].split()[0] == "collections"
+    assert "exit handler ran" in listed.stderr
+    mistake = _pixseek_executable(tmp_path, ["search", "-k", "many", "x"], on_exit)
+    assert mistake.returncode == 2 and "Invalid value for '-k'" in mistake.stderr
+    assert "exit handler ran" in mistake.stderr
+
+
+def test_the_executable_still_waits_for_a_thread_that_is_running(tmp_path: Path) -> None:
+    """A non-daemon thread still at work keeps the interpreter's normal exit, which waits for it."""
+    late_thread = (
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread finished', flush=True))).start()"
+    )
+    done = _pixseek_executable(tmp_path, ["--help"], late_thread)
+    assert done.returncode == 0 and "thread finished" in done.stdout

@@ -13,6 +13,7 @@ import typer
 
 from pixseek.cli import collections, duplicates, indexing, learning, searching, serving, status
 from pixseek.cli.common import GLOBAL_OPTIONS, configure_logging, with_parameters
+from pixseek.cli.fast_exit import run_then_exit
 from pixseek.cli.indexing import sigterm_as_ctrl_c
 from pixseek.cli.presentation import present_like_pixseek
 
@@ -49,3 +50,8 @@ for group in (indexing, searching, duplicates, status, serving, learning, collec
 
 # Kept importable from here: the watcher tests stop a watch with SIGTERM through it.
 _sigterm_as_ctrl_c = sigterm_as_ctrl_c
+
+
+def main() -> None:
+    """The ``pixseek`` executable: run the command, then leave without the interpreter's teardown."""
+    run_then_exit(app)

@@ -1,5 +1,5 @@
 """``python -m pixseek.cli``: the ``pixseek`` command (tests and process managers run it so)."""
 
-from pixseek.cli import app
+from pixseek.cli import main
 
-app()
+main()
