@@ -5,7 +5,13 @@ Runtimes: PyTorch eager fp32, bf16 autocast (pixseek's PyTorch path), bf16 weigh
 ``torch.compile`` (inductor) bf16 autocast; ONNX Runtime fp32 (rclip's runtime; the export needs
 the ``onnx`` package, looked for in bench/.work/peers/onnx-export as bench_peers.py installs it);
 OpenVINO fp32 and bf16 (pixseek's CPU runtime, loaded the way ``pixseek index`` loads it). bf16
-rows are skipped on a CPU without native bf16, where they are emulated and slower.
+rows are skipped on a CPU without native bf16, where they are emulated and slower. OpenVINO int8
+(not a pixseek runtime: a candidate, measured to decide) is pixseek's exported tower quantised by
+NNCF's post-training quantisation, calibrated on 64 of bench_indexing's 640x480 photos through
+pixseek's image transform; it runs when ``nncf`` imports, from pixseek's venv or from
+bench/.work/peers/nncf (``.venv/bin/pip install --target bench/.work/peers/nncf nncf``, appended
+to ``sys.path`` so the venv's own numpy and scipy win). Its parity is given on the random batch
+and, in the note, on 32 other photos against OpenVINO fp32.
 
 Parity is the max |difference| and the minimum cosine between each runtime's normalised vectors and
 the fp32 reference on the same pixels. Start-up costs are reported too: torch.compile's first call
@@ -34,9 +40,14 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from bench_indexing import ensure_photos
+from PIL import Image
 
 from common import DEFAULT_WORK_DIR, PIXSEEK_CACHE, ensure_checkpoint, log, machine_info, uptime
 from pixseek.embedding import load_encoder
+from pixseek.embedding.checkpoint_identity import checkpoint_folder
+from pixseek.embedding.image_transform import image_transform, read_image_config
+from pixseek.embedding.openvino_tower import TowerCache
 from pixseek.embedding.runtime import cpu_has_native_bf16
 
 BATCH = 32
@@ -66,6 +77,56 @@ def _timed(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
         output = run()
         times.append(time.perf_counter() - started)
     return statistics.median(times), output
+
+
+def _photo_pixels(work_dir: Path, checkpoint: Path, count: int) -> np.ndarray:
+    """``count`` of the 640x480 bench photos as the model sees them (pixseek's image transform)."""
+    transform = image_transform(read_image_config(checkpoint) or {})
+    if transform is None:
+        raise SystemExit("the checkpoint's image processor is not one pixseek's transform reproduces")
+    folder = ensure_photos(work_dir, 200, (640, 480), 90)
+    files = sorted(folder.glob("*.jpg"))[:count]
+    return np.stack([transform(Image.open(path).convert("RGB")) for path in files])
+
+
+def _int8_tower(
+    work_dir: Path, checkpoint: Path, cache_dir: Path
+) -> tuple[Callable[[np.ndarray], Any], float, float] | None:
+    """pixseek's cached OpenVINO tower quantised to int8 by NNCF: (infer, min photo cosine to fp32,
+    seconds to quantise), or None when nncf is not installed."""
+    sys.path.append(str(work_dir / "peers" / "nncf"))
+    try:
+        import nncf
+        import openvino
+    except ImportError as missing:
+        log(f"OpenVINO int8 skipped: {missing}")
+        return None
+    folder = checkpoint_folder(str(checkpoint))
+    found = TowerCache(cache_dir).find(folder.identity()) if folder is not None else None
+    if found is None:
+        raise SystemExit("no exported tower in the cache: the OpenVINO rows export it first")
+    photos = _photo_pixels(work_dir, checkpoint, 96)
+    calibration, held_out = photos[:64], photos[64:]
+    core = openvino.Core()
+    fp32 = core.read_model(str(found[0] / "image_tower.xml"))
+    started = time.perf_counter()
+    quantised = nncf.quantize(
+        fp32,
+        nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(calibration),
+    )
+    seconds = time.perf_counter() - started
+    options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    reference = core.compile_model(fp32, "CPU", options).create_infer_request()
+    request = core.compile_model(quantised, "CPU", options).create_infer_request()
+
+    def infer(pixels: np.ndarray) -> Any:
+        return np.array(request.infer({0: pixels})[0])
+
+    expected = _normalised(np.array(reference.infer({0: held_out})[0]))
+    photo_cosine = float((_normalised(infer(held_out)) * expected).sum(axis=1).min())
+    return infer, photo_cosine, seconds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,6 +239,14 @@ def main(argv: list[str] | None = None) -> None:
             f"OpenVINO {precision} (pixseek's CPU runtime)",
             *_timed(lambda e=encoder: e.embed_pixels(pixels), args.repeats),
             f"{type(encoder).__name__} loaded in {loaded:.1f} s",
+        )
+    int8 = _int8_tower(work_dir, checkpoint, cache_dir)
+    if int8 is not None:
+        infer, photo_cosine, seconds = int8
+        add(
+            "OpenVINO int8 (NNCF post-training quantisation; candidate)",
+            *_timed(lambda: infer(pixels), args.repeats),
+            f"quantised in {seconds:.0f} s; min cosine on 32 photos vs OpenVINO fp32 {photo_cosine:.5f}",
         )
     machine["load_after"] = uptime()
 
