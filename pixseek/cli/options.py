@@ -61,7 +61,8 @@ ImageRuntimeOption = Annotated[
     typer.Option(
         metavar="RUNTIME",
         help="What runs the image tower: auto = OpenVINO on a CPU (compiled once per model into the "
-        "cache dir, then 1.7x (bf16) to 2.5x (fp32) faster and no torch import when indexing), else "
+        "cache dir, then no torch import when indexing; the tower 1.7x (bf16) to 2.5x (fp32) PyTorch's "
+        "speed on an AVX-512 CPU, about equal on AVX2 only), else "
         "PyTorch; or torch, openvino [env PIXSEEK_IMAGE_RUNTIME]",
     ),
 ]
