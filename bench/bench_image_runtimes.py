@@ -7,8 +7,8 @@ the ``onnx`` package, looked for in bench/.work/peers/onnx-export as bench_peers
 OpenVINO fp32 and bf16 (pixseek's CPU runtime, loaded the way ``pixseek index`` loads it). bf16
 rows are skipped on a CPU without native bf16, where they are emulated and slower. OpenVINO int8
 (not a pixseek runtime: a candidate, measured to decide) is pixseek's exported tower quantised by
-NNCF's post-training quantisation, calibrated on 64 of bench_indexing's 640x480 photos through
-pixseek's image transform; it runs when ``nncf`` imports, from pixseek's venv or from
+NNCF's post-training quantisation, calibrated on 64 of bench_indexing's 640x480 photos as
+pixseek preprocesses them; it runs when ``nncf`` imports, from pixseek's venv or from
 bench/.work/peers/nncf (``.venv/bin/pip install --target bench/.work/peers/nncf nncf``, appended
 to ``sys.path`` so the venv's own numpy and scipy win). Its parity is given on the random batch
 and, in the note, on 32 other photos against OpenVINO fp32.
@@ -46,8 +46,8 @@ from PIL import Image
 from common import DEFAULT_WORK_DIR, PIXSEEK_CACHE, ensure_checkpoint, log, machine_info, uptime
 from pixseek.embedding import load_encoder
 from pixseek.embedding.checkpoint_identity import checkpoint_folder
-from pixseek.embedding.image_transform import image_transform, read_image_config
-from pixseek.embedding.openvino_tower import TowerCache
+from pixseek.embedding.encoder import Encoder
+from pixseek.embedding.openvino_tower import MODEL_FILE, TowerCache
 from pixseek.embedding.runtime import cpu_has_native_bf16
 
 BATCH = 32
@@ -79,21 +79,12 @@ def _timed(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), output
 
 
-def _photo_pixels(work_dir: Path, checkpoint: Path, count: int) -> np.ndarray:
-    """``count`` of the 640x480 bench photos as the model sees them (pixseek's image transform)."""
-    transform = image_transform(read_image_config(checkpoint) or {})
-    if transform is None:
-        raise SystemExit("the checkpoint's image processor is not one pixseek's transform reproduces")
-    folder = ensure_photos(work_dir, 200, (640, 480), 90)
-    files = sorted(folder.glob("*.jpg"))[:count]
-    return np.stack([transform(Image.open(path).convert("RGB")) for path in files])
-
-
 def _int8_tower(
-    work_dir: Path, checkpoint: Path, cache_dir: Path
+    work_dir: Path, checkpoint: Path, cache_dir: Path, fp32: Encoder
 ) -> tuple[Callable[[np.ndarray], Any], float, float] | None:
-    """pixseek's cached OpenVINO tower quantised to int8 by NNCF: (infer, min photo cosine to fp32,
-    seconds to quantise), or None when nncf is not installed."""
+    """pixseek's cached OpenVINO tower quantised to int8 by NNCF, calibrated on 64 of the 640x480
+    bench photos as ``fp32`` (pixseek's OpenVINO fp32 encoder) preprocesses them: (infer, min
+    cosine to ``fp32`` on 32 other photos, seconds to quantise), or None when nncf is not installed."""
     sys.path.append(str(work_dir / "peers" / "nncf"))
     try:
         import nncf
@@ -105,27 +96,25 @@ def _int8_tower(
     found = TowerCache(cache_dir).find(folder.identity()) if folder is not None else None
     if found is None:
         raise SystemExit("no exported tower in the cache: the OpenVINO rows export it first")
-    photos = _photo_pixels(work_dir, checkpoint, 96)
+    files = sorted(ensure_photos(work_dir, 200, (640, 480), 90).glob("*.jpg"))[:96]
+    photos = np.stack([fp32.preprocess_image(Image.open(path).convert("RGB")) for path in files])
     calibration, held_out = photos[:64], photos[64:]
     core = openvino.Core()
-    fp32 = core.read_model(str(found[0] / "image_tower.xml"))
     started = time.perf_counter()
     quantised = nncf.quantize(
-        fp32,
+        core.read_model(str(found[0] / MODEL_FILE)),
         nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(calibration),
     )
     seconds = time.perf_counter() - started
     options = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    reference = core.compile_model(fp32, "CPU", options).create_infer_request()
     request = core.compile_model(quantised, "CPU", options).create_infer_request()
 
     def infer(pixels: np.ndarray) -> Any:
         return np.array(request.infer({0: pixels})[0])
 
-    expected = _normalised(np.array(reference.infer({0: held_out})[0]))
-    photo_cosine = float((_normalised(infer(held_out)) * expected).sum(axis=1).min())
+    photo_cosine = float((_normalised(infer(held_out)) * fp32.embed_pixels(held_out)).sum(axis=1).min())
     return infer, photo_cosine, seconds
 
 
@@ -229,18 +218,20 @@ def main(argv: list[str] | None = None) -> None:
         log(f"ONNX Runtime skipped: {missing}")
 
     cache_dir = work_dir / PIXSEEK_CACHE
+    openvino_encoders: dict[str, Encoder] = {}
     for precision in ("fp32", "bf16") if bf16 else ("fp32",):
         started = time.perf_counter()
         encoder = load_encoder(
             str(checkpoint), device="cpu", precision=precision, runtime="openvino", cache_dir=cache_dir
         )
         loaded = time.perf_counter() - started
+        openvino_encoders[precision] = encoder
         add(
             f"OpenVINO {precision} (pixseek's CPU runtime)",
             *_timed(lambda e=encoder: e.embed_pixels(pixels), args.repeats),
             f"{type(encoder).__name__} loaded in {loaded:.1f} s",
         )
-    int8 = _int8_tower(work_dir, checkpoint, cache_dir)
+    int8 = _int8_tower(work_dir, checkpoint, cache_dir, openvino_encoders["fp32"])
     if int8 is not None:
         infer, photo_cosine, seconds = int8
         add(
